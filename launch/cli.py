@@ -1,0 +1,110 @@
+"""`python3 -m launch --config C`: prepare both environments, run the edit stage, then the score stage.
+
+Everything that can be checked without a model is checked first (config keys, template placeholders, dataset
+lines, image paths), so a typo costs seconds, not an environment build or an hour of editing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import subprocess
+import sys
+import time
+
+from launch.envs import EnvError, interpreter
+from launch.stages import StageFailed, run_stage, torchrun_command
+
+STAGES = ("edit", "score")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="launch", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="run config (YAML)")
+    parser.add_argument("--output-dir", help="output folder (default: the config's output_dir)")
+    parser.add_argument("--nproc-per-node", type=int, help="ranks per stage (default: the config's)")
+    parser.add_argument("--categories", nargs="+", help="run only these categories")
+    parser.add_argument("--limit", type=int, help="run only the first N selected samples")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="create the stage environments, then stop (nothing is edited or judged)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Check, prepare, run both stages, print the table; returns the exit status."""
+    args = parse_args(argv)
+    try:
+        from shards.config import ConfigError, load_config, overrides_from_args
+        from shards.dataset import DatasetError, load_dataset, select_samples
+    except ImportError as e:
+        print(f"error: the launcher needs PyYAML in this Python ({sys.executable}): {e}", file=sys.stderr)
+        return 2
+    try:
+        overrides = overrides_from_args(args)
+        if args.nproc_per_node is not None:
+            overrides["distributed.nproc_per_node"] = args.nproc_per_node
+        config = load_config(args.config, overrides)
+        samples = load_dataset(config.dataset.path, categories=list(config.score.prompts))
+        selected = select_samples(samples, config.dataset.categories, config.dataset.limit)
+        pythons = prepare_environments(config)
+    except (ConfigError, DatasetError, EnvError) as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 2
+    for stage, python in pythons.items():
+        print(f"[launch] {stage} environment: {python} ({describe_env(python)})", flush=True)
+    if args.prepare_only:
+        return 0
+    print(f"[launch] {len(selected)} of {len(samples)} samples selected; output: {config.output_dir}", flush=True)
+    try:
+        run_both(config, pythons, args)
+    except StageFailed as e:
+        print(f"\n[launch] error: {e}", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        print("\n[launch] interrupted; the stages were stopped", file=sys.stderr, flush=True)
+        return 130
+    print_summary(config.output_dir)
+    return 0
+
+
+def prepare_environments(config) -> dict[str, str]:
+    """Both stages' interpreters; missing venvs are created side by side (pip mostly waits on disk)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(STAGES)) as pool:
+        futures = {stage: pool.submit(interpreter, getattr(config, stage).env, stage) for stage in STAGES}
+        return {stage: future.result() for stage, future in futures.items()}
+
+
+def describe_env(python: str) -> str:
+    """The versions that matter, read from the environment's package metadata (no heavy imports)."""
+    code = ("import importlib.metadata as m\n"
+            "for n in ('torch', 'transformers', 'diffusers'):\n"
+            "    try: print(f'{n} {m.version(n)}')\n"
+            "    except m.PackageNotFoundError: pass")
+    done = subprocess.run([python, "-c", code], capture_output=True, text=True)
+    return ", ".join(done.stdout.split("\n")).strip(", ") if done.returncode == 0 else done.stderr.strip()
+
+
+def run_both(config, pythons: dict[str, str], args: argparse.Namespace) -> None:
+    """The edit job, then the score job on its output, each a torchrun with its own interpreter."""
+    stage_args = ["--config", config.source, "--output-dir", config.output_dir]
+    if args.categories:
+        stage_args += ["--categories", *args.categories]
+    if args.limit is not None:
+        stage_args += ["--limit", str(args.limit)]
+    logs = os.path.join(config.output_dir, "logs")
+    os.makedirs(logs, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    with open(os.path.join(logs, f"launch-{stamp}.log"), "ab") as log_file:
+        for stage in STAGES:
+            log_dir = os.path.join(logs, f"torchrun-{stage}-{stamp}")
+            command = torchrun_command(pythons[stage], stage, config.distributed.nproc_per_node, log_dir, stage_args)
+            print(f"[launch] {stage} stage: {' '.join(command)}", flush=True)
+            seconds = run_stage(stage, command, log_dir, log_file, config.distributed.stage_timeout_s)
+            print(f"[launch] {stage} stage done in {seconds:.1f}s", flush=True)
+
+
+def print_summary(output_dir: str) -> None:
+    with open(os.path.join(output_dir, "report.md"), encoding="utf-8") as f:
+        print("\n" + f.read().strip(), flush=True)
+    print(f"\n[launch] report: {os.path.join(output_dir, 'report.json')}", flush=True)

@@ -1,0 +1,82 @@
+"""What each rank prints, and where its log goes.
+
+Rank 0 prints its INFO lines to the terminal; every rank writes everything to `<output>/logs/<stage>-rNNNNN.log`.
+Lines a watching person needs from every rank (one per judged sample, one per edited image) are logged with
+`extra=EVERY_RANK` and reach the terminal from all ranks, flushed at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+
+from tqdm import tqdm
+
+from shards.dist import DistState
+
+EVERY_RANK = {"every_rank": True}
+
+
+class _RankFilter(logging.Filter):
+    def __init__(self, is_main: bool):
+        super().__init__()
+        self.is_main = is_main
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.is_main or record.levelno >= logging.WARNING or getattr(record, "every_rank", False)
+
+
+class _TqdmHandler(logging.StreamHandler):
+    """Writes through tqdm so that log lines do not break the progress bars, and flushes each line."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def setup_logging(stage: str, state: DistState, output_dir: str) -> logging.Logger:
+    """The stage's logger: terminal lines prefixed with stage and rank, and a per-rank log file."""
+    logger = logging.getLogger(stage)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    logger.handlers.clear()
+    prefix = f"[{stage} r{state.rank}/{state.world_size}]"
+    console = _TqdmHandler()
+    console.addFilter(_RankFilter(state.is_main))
+    console.setFormatter(logging.Formatter(f"{prefix} %(message)s"))
+    logger.addHandler(console)
+    folder = os.path.join(output_dir, "logs")
+    os.makedirs(folder, exist_ok=True)
+    file = logging.FileHandler(os.path.join(folder, f"{stage}-r{state.rank:05d}.log"), encoding="utf-8")
+    file.setFormatter(logging.Formatter(f"%(asctime)s {prefix} %(levelname)s %(message)s"))
+    logger.addHandler(file)
+    return logger
+
+
+def progress(state: DistState, stage: str, what: str, total: int, slot: int = 0, leave: bool = True) -> tqdm:
+    """A tqdm bar labelled with the rank, on its own line per rank (`position` from the local rank)."""
+    return tqdm(total=total, desc=f"[{stage} r{state.rank}] {what}", position=2 * state.local_rank + slot,
+                leave=leave, dynamic_ncols=True, file=sys.stderr, mininterval=0.5)
+
+
+@contextlib.contextmanager
+def exit_on_input_error():
+    """Turn a config, dataset or shard error into one clear line (from rank 0) and exit status 2, no traceback.
+
+    These errors name the file and key or sample at fault; a traceback would only bury that line.
+    """
+    from shards.config import ConfigError
+    from shards.dataset import DatasetError
+    from shards.store import ShardError
+
+    try:
+        yield
+    except (ConfigError, DatasetError, ShardError) as e:
+        if os.environ.get("RANK", "0") == "0":
+            print(f"error: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

@@ -1,0 +1,181 @@
+"""Shard files and the manifest: the contract between the edit stage and the score stage.
+
+Edited images are HWC uint8 RGB tensors in safetensors files under `<output>/shards/`, keyed by sample id.
+`<output>/manifest.json` lists every shard (path, sha256, sample count) and every sample (where its tensor is,
+its seed). Every file is written under a temporary name in its folder and then renamed, so a reader never sees
+half a file. No pickle anywhere: safetensors and JSON only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import uuid
+from typing import Any, Iterable
+
+MANIFEST_FORMAT = "qwen-edit-bench/manifest-v1"
+SHARD_FORMAT = "qwen-edit-bench/shard-v1"
+SHARDS_DIR = "shards"
+MANIFEST_NAME = "manifest.json"
+VERSION_PACKAGES = ("torch", "torchvision", "transformers", "diffusers", "tokenizers", "safetensors", "pillow")
+
+
+class ShardError(RuntimeError):
+    """A shard or manifest that is missing, changed or malformed; the message names the file."""
+
+
+def shard_name(rank: int, world_size: int, part: int) -> str:
+    """Self-describing file name, e.g. `edit-r00003-of-00006-p0007.safetensors`."""
+    return f"edit-r{rank:05d}-of-{world_size:05d}-p{part:04d}.safetensors"
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Write `data` to a temporary file beside `path`, fsync it, then rename it over `path`."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str, obj: Any) -> None:
+    """`atomic_write` of pretty, UTF-8 JSON (non-ASCII category names stay readable)."""
+    atomic_write(path, (json.dumps(obj, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_shard(output_dir: str, name: str, images: dict[str, Any], samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write one shard part atomically and describe it.
+
+    Args:
+        output_dir: The run's output folder; the shard goes to `<output_dir>/shards/<name>`.
+        images: Sample id -> HWC uint8 tensor.
+        samples: The manifest entries of these samples (stored in the shard's header too).
+
+    Returns:
+        The shard's manifest entry: path (relative to output_dir), sha256, num_samples.
+    """
+    from safetensors.torch import save
+
+    metadata = {"format": SHARD_FORMAT, "samples": json.dumps(samples, ensure_ascii=False)}
+    data = save({key: t.contiguous() for key, t in images.items()}, metadata=metadata)
+    relpath = f"{SHARDS_DIR}/{name}"
+    atomic_write(os.path.join(output_dir, relpath), data)
+    return {"path": relpath, "sha256": sha256_bytes(data), "num_samples": len(images)}
+
+
+def read_image(output_dir: str, sample: dict[str, Any]):
+    """The edited image of one manifest sample as an HWC uint8 tensor."""
+    from safetensors import safe_open
+
+    with safe_open(os.path.join(output_dir, sample["shard"]), framework="pt") as f:
+        return f.get_tensor(sample["key"])
+
+
+def verify_shards(output_dir: str, shards: Iterable[dict[str, Any]]) -> None:
+    """Check that each shard exists and matches its recorded sha256.
+
+    Raises:
+        ShardError: naming the first shard that is missing or differs.
+    """
+    for shard in shards:
+        path = os.path.join(output_dir, shard["path"])
+        if not os.path.isfile(path):
+            raise ShardError(f"shard {shard['path']} listed in the manifest is missing ({path})")
+        actual = sha256_file(path)
+        if actual != shard["sha256"]:
+            raise ShardError(f"shard {shard['path']} does not match its checksum in the manifest "
+                             f"(expected sha256 {shard['sha256']}, found {actual}); it was changed or truncated")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and of the packages that decide the results, as installed in this environment."""
+    versions = {"python": platform.python_version()}
+    for name in VERSION_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def write_manifest(output_dir: str, manifest: dict[str, Any]) -> str:
+    """Write `<output_dir>/manifest.json` atomically and return its path."""
+    path = os.path.join(output_dir, MANIFEST_NAME)
+    atomic_write_json(path, {"format": MANIFEST_FORMAT, **manifest})
+    return path
+
+
+def read_manifest(output_dir: str) -> dict[str, Any]:
+    """Read and check `<output_dir>/manifest.json`.
+
+    Raises:
+        ShardError: if it is missing, not JSON, of another format, or lists a sample in no listed shard.
+    """
+    path = os.path.join(output_dir, MANIFEST_NAME)
+    try:
+        with open(path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except FileNotFoundError:
+        raise ShardError(f"no manifest at {path}: run the edit stage on this output directory first") from None
+    except json.JSONDecodeError as e:
+        raise ShardError(f"{path}: not valid JSON: {e}") from None
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise ShardError(f"{path}: format is {manifest.get('format')!r}, expected {MANIFEST_FORMAT!r}")
+    listed = {s["path"] for s in manifest["shards"]}
+    for sample in manifest["samples"]:
+        if sample["shard"] not in listed:
+            raise ShardError(f"{path}: sample '{sample['id']}' points to shard {sample['shard']}, "
+                             "which the manifest does not list")
+    return manifest
+
+
+class ShardWriter:
+    """Collects one rank's edited images and closes a shard part every `per_shard` samples."""
+
+    def __init__(self, output_dir: str, rank: int, world_size: int, per_shard: int):
+        self.output_dir, self.rank, self.world_size, self.per_shard = output_dir, rank, world_size, per_shard
+        self.shards: list[dict[str, Any]] = []
+        self.samples: list[dict[str, Any]] = []
+        self._images: dict[str, Any] = {}
+        self._entries: list[dict[str, Any]] = []
+
+    def add(self, entry: dict[str, Any], image) -> None:
+        """Queue one sample's manifest entry and HWC uint8 image; writes a part when enough are queued."""
+        self._images[entry["id"]] = image
+        self._entries.append(entry)
+        if len(self._entries) >= self.per_shard:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the queued samples as the next shard part (nothing if none are queued)."""
+        if not self._entries:
+            return
+        name = shard_name(self.rank, self.world_size, len(self.shards))
+        for entry in self._entries:
+            entry.update(shard=f"{SHARDS_DIR}/{name}", key=entry["id"])
+        shard = write_shard(self.output_dir, name, self._images, self._entries)
+        self.shards.append({**shard, "rank": self.rank})
+        self.samples.extend(self._entries)
+        self._images, self._entries = {}, []

@@ -1,0 +1,114 @@
+"""Each stage as a real 2-rank torchrun job on CPU (gloo) with the tiny models, in its own environment."""
+
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+from conftest import torchrun, write_config
+from shards.store import read_image, read_manifest, verify_shards
+
+pytestmark = pytest.mark.slow
+IDS = ["phys-01", "phys-02", "ref-01", "ref-02"]
+
+
+@pytest.fixture(scope="module")
+def edited(pythons, tmp_path_factory):
+    """One 2-rank edit run over two categories (4 samples), shared by the tests below."""
+    folder = tmp_path_factory.mktemp("stages")
+    config, out = write_config(folder), str(folder / "run")
+    done = torchrun(pythons["edit"], "edit_stage", 2,
+                    ["--config", config, "--output-dir", out, "--categories", "物理", "指代"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    return config, out, done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def scored(pythons, edited):
+    config, out, _ = edited
+    done = torchrun(pythons["score"], "score_stage", 2, ["--config", config, "--output-dir", out])
+    assert done.returncode == 0, done.stdout + done.stderr
+    with open(os.path.join(out, "report.json"), encoding="utf-8") as f:
+        return json.load(f), done.stdout + done.stderr
+
+
+def test_edit_stage_writes_every_sample_once_in_verified_shards(edited):
+    _, out, output = edited
+    manifest = read_manifest(out)
+    assert [s["id"] for s in manifest["samples"]] == IDS
+    assert manifest["world_size"] == 2
+    assert {s["rank"] for s in manifest["shards"]} == {0, 1}
+    assert sum(s["num_samples"] for s in manifest["shards"]) == len(IDS)
+    verify_shards(out, manifest["shards"])
+    image = read_image(out, manifest["samples"][0])
+    assert image.dtype == torch.uint8 and tuple(image.shape) == (64, 64, 3)
+    assert manifest["versions"]["transformers"].startswith("4.57.")
+    assert manifest["config"]["dataset"]["categories"] == ["物理", "指代"]
+    for rank in (0, 1):
+        assert f"[edit r{rank}/2] edited" in output and f"[edit r{rank}] denoise" in output
+
+
+def test_an_edited_image_does_not_depend_on_the_number_of_ranks(pythons, edited, tmp_path):
+    config, out, _ = edited
+    single = str(tmp_path / "single")
+    done = torchrun(pythons["edit"], "edit_stage", 1, ["--config", config, "--output-dir", single,
+                                                       "--categories", "指代"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    two_ranks = {s["id"]: s for s in read_manifest(out)["samples"]}
+    for sample in read_manifest(single)["samples"]:
+        assert sample["seed"] == two_ranks[sample["id"]]["seed"]
+        assert torch.equal(read_image(single, sample), read_image(out, two_ranks[sample["id"]]))
+
+
+def test_score_stage_reports_every_sample_once(edited, scored):
+    report, output = scored
+    assert [s["id"] for s in report["samples"]] == IDS
+    assert report["world_size"] == {"edit": 2, "score": 2}
+    assert list(report["categories"]) == ["物理", "指代"]
+    for sample in report["samples"]:
+        assert sample["status"] in ("ok", "unparsed")
+        assert (sample["score"] is None) == (sample["status"] == "unparsed")
+    assert report["overall"]["count"] == 4
+    assert report["overall"]["scored"] + report["overall"]["unparsed"] == 4
+    assert {f"[score r{r}/2] " for r in (0, 1)} <= {line[:13] for line in output.splitlines()}
+    assert sum(" score=" in line for line in output.splitlines()) == 4
+    _, out, _ = edited
+    assert os.path.isfile(os.path.join(out, "results.csv")) and os.path.isfile(os.path.join(out, "report.md"))
+
+
+def test_the_stages_ran_with_different_transformers(scored):
+    report, _ = scored
+    edit, score = report["versions"]["edit"]["transformers"], report["versions"]["score"]["transformers"]
+    assert edit.startswith("4.57.") and score.startswith("5.")
+
+
+def test_score_stage_names_a_tampered_shard_and_judges_nothing(pythons, edited, tmp_path):
+    config, out, _ = edited
+    copy = str(tmp_path / "copy")
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("report.*", "results.csv"))
+    shard = read_manifest(copy)["shards"][0]["path"]
+    with open(os.path.join(copy, shard), "r+b") as f:
+        f.seek(-1, os.SEEK_END)
+        last = f.read(1)
+        f.seek(-1, os.SEEK_END)
+        f.write(bytes([last[0] ^ 0xFF]))
+    done = torchrun(pythons["score"], "score_stage", 2, ["--config", config, "--output-dir", copy])
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert f"shard {shard} does not match its checksum" in output
+    assert " score=" not in output
+    assert not os.path.exists(os.path.join(copy, "report.json"))
+
+
+def test_a_config_typo_stops_a_stage_with_one_clear_line(pythons, tmp_path):
+    config = write_config(tmp_path, changes={"edit.seeed": 1})
+    done = torchrun(pythons["edit"], "edit_stage", 2, ["--config", config, "--output-dir", str(tmp_path / "o")])
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert f"error: {config}: edit.seeed: unknown key; did you mean 'seed'?" in output
+    assert output.count("edit.seeed: unknown key") == 1          # from rank 0 only
+    # torchrun prints its own ChildFailedError summary; the stage itself adds no traceback of ours.
+    assert "edit_stage/cli.py" not in output and "shards/config.py" not in output
+    assert not os.path.exists(tmp_path / "o" / "manifest.json")

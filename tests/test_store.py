@@ -1,0 +1,93 @@
+"""Shard files and the manifest: round trips, checksums, atomic writes, self-describing names."""
+
+import json
+import os
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from shards.store import (ShardError, ShardWriter, atomic_write_json, read_image, read_manifest, shard_name,
+                          verify_shards, write_manifest)
+
+
+def _images(n):
+    gen = torch.Generator().manual_seed(0)
+    return {f"s{i}": torch.randint(0, 256, (8 + i, 16, 3), dtype=torch.uint8, generator=gen) for i in range(n)}
+
+
+def _write(tmp_path, n=5, per_shard=2):
+    writer = ShardWriter(str(tmp_path), rank=1, world_size=3, per_shard=per_shard)
+    images = _images(n)
+    for sample_id, image in images.items():
+        writer.add({"id": sample_id, "category": "物理", "seed": 7}, image)
+    writer.flush()
+    return writer, images
+
+
+def test_shard_names_are_zero_padded_and_self_describing():
+    assert shard_name(3, 6, 7) == "edit-r00003-of-00006-p0007.safetensors"
+
+
+def test_writer_closes_a_part_every_n_samples_and_images_round_trip(tmp_path):
+    writer, images = _write(tmp_path)
+    assert [s["path"] for s in writer.shards] == [f"shards/{shard_name(1, 3, p)}" for p in range(3)]
+    assert [s["num_samples"] for s in writer.shards] == [2, 2, 1]
+    assert [s["id"] for s in writer.samples] == list(images)
+    for entry in writer.samples:
+        assert torch.equal(read_image(str(tmp_path), entry), images[entry["id"]])
+    verify_shards(str(tmp_path), writer.shards)
+    assert not [f for f in os.listdir(tmp_path / "shards") if ".tmp" in f]
+
+
+def test_each_shard_header_describes_its_samples(tmp_path):
+    writer, _ = _write(tmp_path)
+    with safe_open(os.path.join(tmp_path, writer.shards[0]["path"]), framework="pt") as f:
+        described = json.loads(f.metadata()["samples"])
+    assert [s["id"] for s in described] == ["s0", "s1"]
+    assert described[0]["shard"] == writer.shards[0]["path"]
+
+
+def test_manifest_round_trip(tmp_path):
+    writer, _ = _write(tmp_path)
+    write_manifest(str(tmp_path), {"world_size": 3, "shards": writer.shards, "samples": writer.samples})
+    manifest = read_manifest(str(tmp_path))
+    assert manifest["shards"] == writer.shards and manifest["samples"] == writer.samples
+    assert manifest["world_size"] == 3
+
+
+def test_a_flipped_byte_names_the_shard(tmp_path):
+    writer, _ = _write(tmp_path)
+    path = os.path.join(tmp_path, writer.shards[1]["path"])
+    data = bytearray(open(path, "rb").read())
+    data[-1] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+    with pytest.raises(ShardError, match=f"shard {writer.shards[1]['path']} does not match its checksum"):
+        verify_shards(str(tmp_path), writer.shards)
+
+
+def test_a_missing_shard_is_named(tmp_path):
+    writer, _ = _write(tmp_path)
+    os.remove(os.path.join(tmp_path, writer.shards[2]["path"]))
+    with pytest.raises(ShardError, match=f"shard {writer.shards[2]['path']} listed in the manifest is missing"):
+        verify_shards(str(tmp_path), writer.shards)
+
+
+def test_manifest_problems_are_named(tmp_path):
+    with pytest.raises(ShardError, match="run the edit stage on this output directory first"):
+        read_manifest(str(tmp_path))
+    atomic_write_json(str(tmp_path / "manifest.json"), {"format": "other"})
+    with pytest.raises(ShardError, match="format is 'other'"):
+        read_manifest(str(tmp_path))
+    write_manifest(str(tmp_path), {"shards": [], "samples": [{"id": "x", "shard": "shards/gone.safetensors"}]})
+    with pytest.raises(ShardError, match="sample 'x' points to shard shards/gone.safetensors"):
+        read_manifest(str(tmp_path))
+
+
+def test_atomic_write_leaves_the_old_file_when_interrupted(tmp_path):
+    target = str(tmp_path / "r.json")
+    atomic_write_json(target, {"v": 1})
+    with pytest.raises(TypeError):
+        atomic_write_json(target, {"v": object()})     # fails while encoding: nothing replaced
+    assert json.load(open(target)) == {"v": 1}
+    assert os.listdir(tmp_path) == ["r.json"]
