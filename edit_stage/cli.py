@@ -1,28 +1,90 @@
-"""Edit stage entry point: each rank edits its share of the samples and writes safetensors shards.
+"""Edit stage entry point: each rank edits its share of the samples and writes safetensors shard parts.
 
     torchrun --nproc-per-node=6 -m edit_stage --config configs/qwen-image-edit-2511.yaml --output-dir runs/x
 
-Rank 0 writes `<output-dir>/manifest.json` once every rank has written its shards.
+Run the same command again on the same output directory to resume, with any number of ranks: samples held by
+verified shard parts are kept and only the rest are edited. `--restart` discards the folder's edits instead.
+Rank 0 writes `<output-dir>/manifest.json` once every rank has finished.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from torch.distributed.elastic.multiprocessing.errors import record
 
 from shards.config import RunConfig, load_config, overrides_from_args, stage_argument_parser, to_dict
-from shards.dataset import Sample, derive_seed, load_dataset, select_samples, split_for_rank
-from shards.dist import DistState, all_gather_json, barrier, init_distributed, teardown
+from shards.dataset import ImageCheck, Sample, check_images, derive_seed, load_dataset, select_samples, split_for_rank
+from shards.dist import (DistState, Terminated, all_gather_json, barrier, check_in_parallel, init_distributed,
+                         sigterm_raises, teardown)
 from shards.logs import EVERY_RANK, exit_on_input_error, progress, setup_logging
-from shards.store import ShardWriter, package_versions, sha256_file, write_manifest
+from shards.resume import ResumeError, begin_attempt, check_identity, end_attempt, restart, run_identity
+from shards.store import ShardWriter, package_versions, read_parts, shard_problem, write_manifest
 
 
-def selected_samples(config: RunConfig) -> list[Sample]:
-    """The validated dataset, filtered by the config: all checks happen here, before any model loads."""
-    samples = load_dataset(config.dataset.path, categories=list(config.score.prompts))
-    return select_samples(samples, config.dataset.categories, config.dataset.limit)
+@dataclass(frozen=True)
+class Plan:
+    """What this run works on, settled before any process group or model exists."""
+
+    samples: list[Sample]
+    """The selected samples, in dataset order."""
+    images: ImageCheck
+    """Their original images' digests, and the samples whose image cannot be used."""
+    identity: dict[str, Any]
+    """What makes this run the same run as the one that started the output folder."""
+
+
+def plan_run(config: RunConfig, restart_requested: bool) -> Plan:
+    """Validate the dataset and every selected image, and refuse an output folder of a different run."""
+    # Missing images pass the line checks here so that check_images reports them with the undecodable ones.
+    samples = load_dataset(config.dataset.path, categories=list(config.score.prompts), allow_missing_images=True)
+    samples = select_samples(samples, config.dataset.categories, config.dataset.limit)
+    images = check_images(samples, config.dataset.path, skip_unreadable=config.dataset.skip_unreadable_images)
+    identity = run_identity(config, "edit")
+    if not restart_requested:
+        check_identity(config.output_dir, "edit", identity)
+    return Plan(samples=samples, images=images, identity=identity)
+
+
+def resume_point(config: RunConfig, state: DistState, plan: Plan, restart_requested: bool, log) -> list[dict]:
+    """Start over if asked (rank 0), then return the recorded shard parts whose checksums verify.
+
+    Raises:
+        ResumeError: if a sample already edited has a different original image now.
+    """
+    if restart_requested and state.is_main:
+        removed = restart(config.output_dir, "edit")
+        log.info("--restart: removed %s", ", ".join(removed) or "nothing (the folder had no edits)")
+    barrier()  # nobody reads the journals while rank 0 removes them
+    recorded = read_parts(config.output_dir)
+    for line in recorded.skipped:
+        log.warning("ignoring %s", line)
+    problems = check_in_parallel(recorded.records, lambda part: shard_problem(config.output_dir, part), state)
+    trusted = []
+    for part, problem in zip(recorded.records, problems):
+        if problem:
+            log.warning("not trusting %s: its samples are edited again", problem)
+        else:
+            trusted.append(part)
+    edited = edited_entries(trusted)
+    changed = [s.id for s in plan.samples
+               if s.id in edited and edited[s.id]["image_sha256"] != plan.images.sha256.get(s.id)]
+    if changed:
+        raise ResumeError(f"{config.dataset.path}: the image of {len(changed)} already edited sample(s) changed "
+                          f"since: {', '.join(changed[:10])}; run with --restart to edit everything again")
+    return trusted
+
+
+def edited_entries(parts: list[dict]) -> dict[str, dict]:
+    """Sample id -> its manifest entry in `parts` (the first part that holds it, in journal order)."""
+    found: dict[str, dict] = {}
+    for part in parts:
+        for entry in part["samples"]:
+            found.setdefault(entry["id"], entry)
+    return found
 
 
 def ensure_tiny_pipeline(config: RunConfig, state: DistState) -> None:
@@ -35,66 +97,97 @@ def ensure_tiny_pipeline(config: RunConfig, state: DistState) -> None:
     barrier()
 
 
-def edit_share(config: RunConfig, state: DistState, samples: list[Sample], log) -> ShardWriter:
-    """Edit this rank's samples, closing a shard part every `samples_per_shard` images."""
+def edit_share(config: RunConfig, state: DistState, samples: list[Sample], plan: Plan, log) -> list[dict]:
+    """Edit this rank's samples, closing and recording a shard part every `samples_per_shard` images.
+
+    Returns:
+        The parts this rank wrote (each with its samples' manifest entries).
+    """
     from edit_stage.pipeline import edit_sample, load_pipeline, manifest_entry
 
     pipe = load_pipeline(config.edit, state.device)
     root = os.path.dirname(config.dataset.path)
     writer = ShardWriter(config.output_dir, state.rank, state.world_size, config.edit.samples_per_shard)
-    with progress(state, "edit", "samples", len(samples)) as bar, \
+    with writer, sigterm_raises(), progress(state, "edit", "samples", len(samples)) as bar, \
             progress(state, "edit", "denoise", config.edit.num_inference_steps, slot=1, leave=False) as steps:
         for sample in samples:
             seed = derive_seed(config.edit.seed, sample.id)
             start = time.perf_counter()
             image = edit_sample(pipe, config.edit, sample, root, seed, steps)
             seconds = time.perf_counter() - start
-            writer.add(manifest_entry(sample, seed, image, seconds), image)
+            writer.add(manifest_entry(sample, seed, plan.images.sha256[sample.id], image, seconds), image)
             log.info("edited %s/%s in %.1fs (%dx%d)", sample.category, sample.id, seconds,
                      image.shape[1], image.shape[0], extra=EVERY_RANK)
             bar.update(1)
-    writer.flush()
-    return writer
+    return writer.parts
 
 
-def build_manifest(config: RunConfig, state: DistState, samples: list[Sample], shares: list[dict],
-                   seconds: float) -> dict:
-    """One manifest from every rank's shards and samples, samples in dataset order."""
-    by_id = {entry["id"]: entry for share in shares for entry in share["samples"]}
+def build_manifest(config: RunConfig, plan: Plan, parts: list[dict], attempts: list[dict]) -> dict:
+    """The manifest of the selected samples, in dataset order: each edited one where its verified part holds it,
+    each unusable one as `failed` with its reason."""
+    entries = edited_entries(parts)
+    samples = [_failed_entry(s, plan.images.failed[s.id]) if s.id in plan.images.failed
+               else {**entries[s.id], "status": "ok"} for s in plan.samples]
+    used = {s["shard"] for s in samples if s["status"] == "ok"}
+    shards = {p["path"]: {k: p[k] for k in ("path", "sha256", "num_samples", "rank", "world_size")}
+              for p in parts if p["path"] in used}
     return {
-        "world_size": state.world_size,
+        "world_size": attempts[-1]["world_size"],
+        "attempts": attempts,
         "dataset": {"path": config.dataset.path, "root": os.path.dirname(config.dataset.path),
-                    "sha256": sha256_file(config.dataset.path)},
+                    "sha256": plan.identity["dataset file sha256"]},
         "model": {"path": config.edit.model, "pipeline": config.edit.pipeline},
         "versions": package_versions(),
         "config": to_dict(config),
-        "elapsed_s": round(seconds, 3),
-        "shards": [shard for share in shares for shard in share["shards"]],
-        "samples": [by_id[s.id] for s in samples],
+        "elapsed_s": round(sum(a.get("elapsed_s", 0.0) for a in attempts), 3),
+        "shards": sorted(shards.values(), key=lambda s: s["path"]),
+        "samples": samples,
     }
+
+
+def _failed_entry(sample: Sample, reason: str) -> dict[str, Any]:
+    return {"id": sample.id, "category": sample.category, "instruction": sample.instruction,
+            "description": sample.description, "image": sample.image, "extra": sample.extra,
+            "status": "failed", "reason": reason}
 
 
 @record
 def main(argv: list[str] | None = None) -> None:
-    """Load config and dataset, join the job, edit this rank's share, gather, write the manifest."""
+    """Plan the run, join the job, resume from verified parts, edit the rest, gather, write the manifest."""
     start = time.perf_counter()
     args = stage_argument_parser("edit_stage", __doc__.splitlines()[0]).parse_args(argv)
     with exit_on_input_error():
         config = load_config(args.config, overrides_from_args(args))
-        samples = selected_samples(config)
+        plan = plan_run(config, args.restart)
     state = init_distributed(config.distributed.timeout_s)
     try:
         log = setup_logging("edit", state, config.output_dir)
-        mine = split_for_rank(samples, state.rank, state.world_size)
-        log.info("%d samples on %d ranks; this rank edits %d", len(samples), state.world_size, len(mine),
-                 extra=EVERY_RANK)
-        ensure_tiny_pipeline(config, state)
-        writer = edit_share(config, state, mine, log)
-        shares = all_gather_json({"shards": writer.shards, "samples": writer.samples}, state)
+        with exit_on_input_error():
+            trusted = resume_point(config, state, plan, args.restart, log)
+        done = edited_entries(trusted).keys() & {s.id for s in plan.samples}
+        todo = [s for s in plan.samples if s.id not in done and s.id not in plan.images.failed]
+        mine = split_for_rank(todo, state.rank, state.world_size)
+        log.info("%d samples selected: %d already edited (verified), %d failed to load, %d to edit on %d ranks; "
+                 "this rank edits %d", len(plan.samples), len(done), len(plan.images.failed), len(todo),
+                 state.world_size, len(mine), extra=EVERY_RANK)
+        for sample_id, reason in plan.images.failed.items():
+            log.warning("sample '%s' is recorded as failed: %s", sample_id, reason)
         if state.is_main:
-            path = write_manifest(config.output_dir, build_manifest(config, state, samples, shares,
-                                                                    time.perf_counter() - start))
-            log.info("wrote %s (%d samples in %d shards)", path, len(samples),
-                     sum(len(s["shards"]) for s in shares))
+            begin_attempt(config.output_dir, "edit", plan.identity, world_size=state.world_size,
+                          done_before=len(done), to_do=len(todo))
+        if todo:
+            ensure_tiny_pipeline(config, state)
+        new_parts = edit_share(config, state, mine, plan, log) if mine else []
+        shares = all_gather_json(new_parts, state)
+        if state.is_main:
+            attempts = end_attempt(config.output_dir, "edit", edited=len(todo),
+                                   elapsed_s=round(time.perf_counter() - start, 3))
+            manifest = build_manifest(config, plan, trusted + [p for share in shares for p in share], attempts)
+            path = write_manifest(config.output_dir, manifest)
+            log.info("wrote %s (%d samples, %d failed, in %d shards)", path, len(manifest["samples"]),
+                     len(plan.images.failed), len(manifest["shards"]))
+    except Terminated as e:
+        log.warning("%s; finished images are kept in closed shard parts", e, extra=EVERY_RANK)
+        raise SystemExit(143) from None
     finally:
         teardown()

@@ -28,7 +28,9 @@ def load_pipeline(cfg: EditConfig, device: torch.device):
         raise ValueError(f"edit.pipeline is {cfg.pipeline} but the checkpoint {cfg.model} is a {saved_class}; "
                          "use QwenImageEditPlusPipeline for -2509/-2511 checkpoints, QwenImageEditPipeline otherwise")
     # torch_dtype, not dtype: diffusers 0.39 ignores dtype= (0.42 only deprecates torch_dtype=).
-    pipe = cls.from_pretrained(cfg.model, torch_dtype=DTYPES[cfg.dtype]).to(device)
+    # use_safetensors=True: with the default (None) diffusers falls back to pickled .bin weights.
+    pipe = cls.from_pretrained(cfg.model, torch_dtype=DTYPES[cfg.dtype], use_safetensors=True,
+                               trust_remote_code=cfg.trust_remote_code).to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -67,11 +69,17 @@ def edit_sample(pipe, cfg: EditConfig, sample: Sample, dataset_root: str, seed: 
     return torch.from_numpy((pixels * 255.0).round().clip(0, 255).astype(np.uint8))
 
 
-def manifest_entry(sample: Sample, seed: int, image: torch.Tensor, seconds: float) -> dict[str, Any]:
-    """The manifest's record of one edited sample (shard and key are filled in when its shard is written)."""
+def manifest_entry(sample: Sample, seed: int, image_sha256: str, image: torch.Tensor,
+                   seconds: float) -> dict[str, Any]:
+    """The manifest's record of one edited sample (shard, key and pixel digest are added by the shard writer).
+
+    `image_sha256` is the original image file's digest: the score stage checks it before showing the original
+    to the judge, and a resumed run refuses to mix edits of an image that has since changed.
+    """
     height, width, _ = image.shape
     return {
         "id": sample.id, "category": sample.category, "instruction": sample.instruction,
-        "description": sample.description, "image": sample.image, "extra": sample.extra,
-        "seed": seed, "height": int(height), "width": int(width), "edit_seconds": round(seconds, 3),
+        "description": sample.description, "image": sample.image, "image_sha256": image_sha256,
+        "extra": sample.extra, "seed": seed, "height": int(height), "width": int(width),
+        "edit_seconds": round(seconds, 3),
     }

@@ -220,7 +220,7 @@ def _publish(saved: pathlib.Path, output_dir: pathlib.Path) -> None:
 
 def _check(output_dir: pathlib.Path) -> None:
     """Load the saved folder back as a user's checkpoint would be, and run one 2-step edit with true CFG."""
-    pipe = DiffusionPipeline.from_pretrained(output_dir, torch_dtype=torch.float32)
+    pipe = DiffusionPipeline.from_pretrained(output_dir, torch_dtype=torch.float32, use_safetensors=True)
     pipe.set_progress_bar_config(disable=True)
     image = Image.new("RGB", (64, 48), (200, 120, 40))
     start = time.perf_counter()

@@ -28,6 +28,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, help="run only the first N selected samples")
     parser.add_argument("--prepare-only", action="store_true",
                         help="create the stage environments, then stop (nothing is edited or judged)")
+    parser.add_argument("--restart", nargs="?", const="edit", choices=STAGES,
+                        help="start over instead of resuming: 'edit' (the default) discards the output folder's "
+                             "edits and scores, 'score' only its scores")
     return parser.parse_args(argv)
 
 
@@ -37,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from shards.config import ConfigError, load_config, overrides_from_args
         from shards.dataset import DatasetError, load_dataset, select_samples
+        from shards.resume import ResumeError
     except ImportError as e:
         print(f"error: the launcher needs PyYAML in this Python ({sys.executable}): {e}", file=sys.stderr)
         return 2
@@ -45,10 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.nproc_per_node is not None:
             overrides["distributed.nproc_per_node"] = args.nproc_per_node
         config = load_config(args.config, overrides)
-        samples = load_dataset(config.dataset.path, categories=list(config.score.prompts))
+        samples = load_dataset(config.dataset.path, categories=list(config.score.prompts),
+                               allow_missing_images=config.dataset.skip_unreadable_images)
         selected = select_samples(samples, config.dataset.categories, config.dataset.limit)
+        check_resumable(config, args.restart)
         pythons = prepare_environments(config)
-    except (ConfigError, DatasetError, EnvError) as e:
+    except (ConfigError, DatasetError, ResumeError, EnvError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
     for stage, python in pythons.items():
@@ -66,6 +72,17 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     print_summary(config.output_dir)
     return 0
+
+
+def check_resumable(config, restart: str | None) -> None:
+    """Refuse, before any environment is built, an output folder that holds another run's work.
+
+    The stages check again themselves (with the image digests too); this only makes the refusal immediate.
+    """
+    from shards.resume import check_identity, run_identity
+
+    for stage in STAGES[: STAGES.index(restart) if restart else len(STAGES)]:
+        check_identity(config.output_dir, stage, run_identity(config, stage))
 
 
 def prepare_environments(config) -> dict[str, str]:
@@ -98,7 +115,10 @@ def run_both(config, pythons: dict[str, str], args: argparse.Namespace) -> None:
     with open(os.path.join(logs, f"launch-{stamp}.log"), "ab") as log_file:
         for stage in STAGES:
             log_dir = os.path.join(logs, f"torchrun-{stage}-{stamp}")
-            command = torchrun_command(pythons[stage], stage, config.distributed.nproc_per_node, log_dir, stage_args)
+            # Restarting the edit stage also removes the scores computed from its edits.
+            restart = ["--restart"] if stage == args.restart else []
+            command = torchrun_command(pythons[stage], stage, config.distributed.nproc_per_node, log_dir,
+                                       stage_args + restart)
             print(f"[launch] {stage} stage: {' '.join(command)}", flush=True)
             seconds = run_stage(stage, command, log_dir, log_file, config.distributed.stage_timeout_s)
             print(f"[launch] {stage} stage done in {seconds:.1f}s", flush=True)

@@ -6,9 +6,11 @@ error files that torchrun's `record` decorator writes for each rank.
 
 from __future__ import annotations
 
+import collections
 import glob
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -43,8 +45,9 @@ def run_stage(stage: str, command: list[str], log_dir: str, log_file, timeout_s:
     # A session of its own, so that a timeout or Ctrl-C can stop torchrun together with every rank.
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env,
                             start_new_session=True)
+    tail: collections.deque[bytes] = collections.deque(maxlen=64)
     try:
-        timed_out = _stream(proc, log_file, None if timeout_s is None else start + timeout_s)
+        timed_out = _stream(proc, log_file, None if timeout_s is None else start + timeout_s, tail)
     except BaseException:
         _stop(proc)
         raise
@@ -52,12 +55,14 @@ def run_stage(stage: str, command: list[str], log_dir: str, log_file, timeout_s:
         _stop(proc)
         raise StageFailed(f"{stage} stage ran past its time limit of {timeout_s}s and was stopped")
     if proc.returncode != 0:
-        raise StageFailed(f"{stage} stage failed (exit status {proc.returncode}){_rank_errors(log_dir)}")
+        errors = _rank_errors(log_dir) or _root_cause(b"".join(tail).decode("utf-8", "replace"))
+        raise StageFailed(f"{stage} stage failed (exit status {proc.returncode}){errors}")
     return time.monotonic() - start
 
 
-def _stream(proc: subprocess.Popen, log_file, deadline: float | None) -> bool:
-    """Copy raw output bytes (tqdm's carriage returns included) until the process ends; True if timed out."""
+def _stream(proc: subprocess.Popen, log_file, deadline: float | None, tail: collections.deque) -> bool:
+    """Copy raw output bytes (tqdm's carriage returns included) until the process ends, keeping the last chunks
+    in `tail`; True if timed out."""
     fd = proc.stdout.fileno()
     while True:
         if deadline is not None and time.monotonic() > deadline:
@@ -69,6 +74,7 @@ def _stream(proc: subprocess.Popen, log_file, deadline: float | None) -> bool:
         if not chunk:
             proc.wait()
             return False
+        tail.append(chunk)
         sys.stdout.buffer.write(chunk)
         sys.stdout.buffer.flush()
         log_file.write(chunk)
@@ -101,8 +107,22 @@ def _rank_errors(log_dir: str) -> str:
         rank = os.path.basename(os.path.dirname(path))
         found.append((str(info.get("timestamp", "")), rank, message.get("message", ""), info.get("py_callstack", "")))
     if not found:
-        return "; see its output above"
+        return ""
     lines = []
     for _, rank, text, callstack in sorted(found):
         lines += [f"\n--- rank {rank}: {text}", callstack.rstrip()]
     return "\n".join(lines)
+
+
+_ROOT_CAUSE = re.compile(r"Root Cause \(first observed failure\):.*?rank\s*:\s*(\d+)[^\n]*\n.*?exitcode\s*:\s*([^\n]*)\n"
+                         r".*?traceback\s*:\s*([^\n]*)", re.DOTALL)
+
+
+def _root_cause(output: str) -> str:
+    """The failing rank as torchrun's summary names it, for a rank that left no error file (killed by a signal,
+    e.g. kill -9 or the kernel's out-of-memory killer)."""
+    found = _ROOT_CAUSE.search(output)
+    if not found:
+        return "; see its output above"
+    rank, exitcode, cause = found.groups()
+    return f"\n--- rank {rank}: exit code {' '.join(exitcode.split())}: {cause.strip()}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import torch
 from PIL import Image
@@ -19,8 +19,11 @@ def load_judge(cfg: ScoreConfig, device: torch.device) -> tuple[Any, Any]:
     Never device_map="auto" under torchrun: transformers may switch on tensor parallelism from WORLD_SIZE
     (transformers #38771), and the system this replaces left five of six GPUs idle that way.
     """
-    model = AutoModelForImageTextToText.from_pretrained(cfg.model, dtype=DTYPES[cfg.dtype]).to(device).eval()
-    processor = AutoProcessor.from_pretrained(cfg.model)
+    # use_safetensors=True: never fall back to pickled .bin weights.
+    model = AutoModelForImageTextToText.from_pretrained(
+        cfg.model, dtype=DTYPES[cfg.dtype], use_safetensors=True, trust_remote_code=cfg.trust_remote_code,
+    ).to(device).eval()
+    processor = AutoProcessor.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code)
     # Decoder-only batches are padded on the left, so every row's next token follows its own prompt.
     processor.tokenizer.padding_side = "left"
     return model, processor
@@ -52,3 +55,32 @@ def generate_answers(model, processor, conversations: list[list[dict]], max_new_
     ).to(model.device)
     output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
     return processor.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+def batches_with_backoff(items: list[Any], size: int, ask: Callable[[list[Any]], list[Any]],
+                         on_retry: Callable[[int, int], None]) -> Iterator[tuple[list[Any], list[Any]]]:
+    """Yield (batch, ask(batch)) over `items` in order, in batches of `size`.
+
+    A batch that runs out of GPU memory is asked again at half its size, down to one; the smaller size is kept
+    for the rest, since the next batch would most likely not fit either. `on_retry(old, new)` is told each time.
+
+    Raises:
+        torch.OutOfMemoryError: if a single item does not fit.
+    """
+    start = 0
+    while start < len(items):
+        batch = items[start: start + size]
+        try:
+            answers = ask(batch)
+        except torch.OutOfMemoryError:
+            if len(batch) == 1:
+                raise
+            answers = None
+        if answers is None:
+            # Outside the except block, so the exception's frames (and the tensors they hold) are already freed.
+            size = len(batch) // 2
+            on_retry(len(batch), size)
+            torch.cuda.empty_cache()
+            continue
+        yield batch, answers
+        start += len(batch)

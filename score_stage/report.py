@@ -14,7 +14,7 @@ from typing import Any, Iterable
 from shards.store import atomic_write, atomic_write_json
 
 STATUSES = ("ok", "unparsed", "failed")
-CSV_COLUMNS = ("id", "category", "score", "status", "instruction", "response")
+CSV_COLUMNS = ("id", "category", "score", "status", "instruction", "response", "reason")
 
 
 def stats(results: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -80,12 +80,12 @@ def write_report(output_dir: str, report: dict[str, Any]) -> dict[str, str]:
     atomic_write_json(paths["json"], report)
     atomic_write(paths["csv"], results_csv(report["samples"]).encode("utf-8"))
     unparsed = [r["id"] for r in report["samples"] if r["status"] == "unparsed"]
-    failed = [r["id"] for r in report["samples"] if r["status"] == "failed"]
+    failed = [f"{r['id']} ({r['reason']})" for r in report["samples"] if r["status"] == "failed"]
     text = ["# Edit benchmark report", "", f"Edit model: `{report['edit_model']}`  ",
             f"Judge: `{report['judge_model']}`", "", markdown_table(report), ""]
     if unparsed:
         text += [f"Unparsed ({len(unparsed)}): " + ", ".join(unparsed), ""]
     if failed:
-        text += [f"Failed ({len(failed)}): " + ", ".join(failed), ""]
+        text += [f"Failed ({len(failed)}): " + "; ".join(failed), ""]
     atomic_write(paths["md"], "\n".join(text).encode("utf-8"))
     return paths

@@ -54,6 +54,9 @@ class DatasetConfig:
     """Run only these categories (None: all)."""
     limit: int | None = None
     """Run only the first N samples left after the category filter (None: all)."""
+    skip_unreadable_images: bool = False
+    """Record a sample whose image is missing or cannot be decoded as `failed` (with the reason, counted in the
+    report) and run the rest; by default such a dataset is refused before any model loads."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,6 +71,8 @@ class EditConfig:
     """Pipeline class: QwenImageEditPlusPipeline for the -2509/-2511 checkpoints."""
     build_tiny: bool = False
     """Demo and tests only: build a tiny random-weight pipeline at `model` first if it is missing."""
+    trust_remote_code: bool = False
+    """Let the checkpoint run its own Python code when it loads; leave off unless you trust its source."""
     dtype: Dtype = "bfloat16"
     """Weights' dtype on the device."""
     num_inference_steps: int
@@ -83,7 +88,8 @@ class EditConfig:
     seed: int = 0
     """Base seed; each sample's seed is derived from it and the sample id."""
     samples_per_shard: int = 16
-    """Edited images per safetensors shard file."""
+    """Edited images per safetensors shard part. A part is closed (written and recorded) when full, so a crash
+    redoes at most this many samples on the rank that crashed."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,6 +112,8 @@ class ScoreConfig:
     """Hub id or local folder of the judge checkpoint."""
     build_tiny: bool = False
     """Demo and tests only: build a tiny random-weight judge at `model` first if it is missing."""
+    trust_remote_code: bool = False
+    """Let the checkpoint run its own Python code when it loads; leave off unless you trust its source."""
     dtype: Dtype = "bfloat16"
     """Weights' dtype on the device."""
     batch_size: int = 4
@@ -184,6 +192,9 @@ def stage_argument_parser(prog: str, description: str) -> argparse.ArgumentParse
     parser.add_argument("--output-dir", help="output folder (default: the config's output_dir)")
     parser.add_argument("--categories", nargs="+", help="only these categories")
     parser.add_argument("--limit", type=int, help="only the first N selected samples")
+    parser.add_argument("--restart", action="store_true",
+                        help="discard this stage's work in the output folder (and what was computed from it) "
+                             "and start over, instead of resuming")
     return parser
 
 

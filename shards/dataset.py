@@ -1,11 +1,13 @@
 """The benchmark dataset (JSONL), the samples a run selects, how they are split across ranks, and their seeds.
 
-Standard library only: the launcher validates the dataset with it before any environment exists.
+Standard library only, so the launcher validates the dataset with it before any environment exists; only
+`check_images`, which the stages call, imports Pillow.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from dataclasses import dataclass, field
@@ -34,52 +36,74 @@ class Sample:
     """Optional description of the original image."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Any other keys of the JSONL line, passed along untouched."""
+    line: int = 0
+    """Line of the JSONL file, for messages."""
 
 
-def load_dataset(path: str, categories: Sequence[str] | None = None) -> list[Sample]:
-    """Read and validate a JSONL dataset.
+def load_dataset(path: str, categories: Sequence[str] | None = None, *,
+                 allow_missing_images: bool = False) -> list[Sample]:
+    """Read and validate a JSONL dataset, reporting every bad line at once.
 
     Args:
         path: The JSONL file.
         categories: The categories that have judge prompts; a sample of any other category is an error.
+        allow_missing_images: Accept samples whose image file does not exist (`check_images` then records them
+            as failed); an image path that leaves the dataset folder is refused regardless.
 
     Raises:
-        DatasetError: naming the line, the sample id and the problem.
+        DatasetError: naming, for each problem, the line, the sample id and what is wrong.
     """
     root = os.path.dirname(os.path.abspath(path))
     try:
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()
-    except OSError as e:
+    except (OSError, UnicodeDecodeError) as e:
         raise DatasetError(f"{path}: cannot read dataset: {e}") from None
-    samples, seen = [], {}
+    samples, seen, problems = [], {}, []
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        sample = _parse_line(line, f"{path}:{lineno}")
+        try:
+            sample = _parse_line(line, lineno)
+        except DatasetError as e:
+            problems.append(f"{path}:{e}")
+            continue
         where = f"{path}:{lineno}: sample '{sample.id}'"
         if sample.id in seen:
-            raise DatasetError(f"{where}: duplicate id (first seen on line {seen[sample.id]})")
+            problems.append(f"{where}: duplicate id (first seen on line {seen[sample.id]})")
+            continue
         seen[sample.id] = lineno
         if categories is not None and sample.category not in categories:
-            raise DatasetError(f"{where}: category '{sample.category}' has no judge prompts in the config "
-                               f"(configured: {', '.join(categories)})")
-        _check_image(root, sample.image, where)
+            problems.append(f"{where}: category '{sample.category}' has no judge prompts in the config "
+                            f"(configured: {', '.join(categories)})")
+        problem = _image_path_problem(root, sample.image, allow_missing_images)
+        if problem:
+            problems.append(f"{where}: {problem}")
         samples.append(sample)
-    if not samples:
-        raise DatasetError(f"{path}: the dataset has no samples")
+    if not samples and not problems:
+        problems.append(f"{path}: the dataset has no samples")
+    if problems:
+        raise DatasetError(_listing(problems))
     return samples
 
 
-def _parse_line(line: str, where: str) -> Sample:
+def _listing(problems: list[str], shown: int = 20) -> str:
+    """One problem as it is; several as a count and one line each (at most `shown`), so all can be fixed at once."""
+    if len(problems) == 1:
+        return problems[0]
+    more = f"\n  ... and {len(problems) - shown} more" if len(problems) > shown else ""
+    return f"{len(problems)} problems:\n  " + "\n  ".join(problems[:shown]) + more
+
+
+def _parse_line(line: str, lineno: int) -> Sample:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as e:
-        raise DatasetError(f"{where}: not valid JSON: {e}") from None
+        raise DatasetError(f"{lineno}: not valid JSON: {e}") from None
     if not isinstance(record, dict):
-        raise DatasetError(f"{where}: expected a JSON object")
+        raise DatasetError(f"{lineno}: expected a JSON object")
     sample_id = record.get("id")
-    label = f"{where}: sample '{sample_id}'" if isinstance(sample_id, str) else where
+    label = f"{lineno}: sample '{sample_id}'" if isinstance(sample_id, str) else str(lineno)
     for key in REQUIRED_FIELDS:
         if not isinstance(record.get(key), str) or not record[key].strip():
             raise DatasetError(f"{label}: missing or empty required field '{key}' (a non-empty string)")
@@ -88,15 +112,63 @@ def _parse_line(line: str, where: str) -> Sample:
         raise DatasetError(f"{label}: field 'description' must be a string")
     extra = {k: v for k, v in record.items() if k not in (*REQUIRED_FIELDS, "description")}
     return Sample(id=record["id"], category=record["category"], image=record["image"],
-                  instruction=record["instruction"], description=description, extra=extra)
+                  instruction=record["instruction"], description=description, extra=extra, line=lineno)
 
 
-def _check_image(root: str, image: str, where: str) -> None:
+def _image_path_problem(root: str, image: str, allow_missing: bool) -> str | None:
     full = os.path.realpath(os.path.join(root, image))
     if os.path.isabs(image) or os.path.commonpath([full, os.path.realpath(root)]) != os.path.realpath(root):
-        raise DatasetError(f"{where}: image path '{image}' leaves the dataset folder {root}")
-    if not os.path.isfile(full):
-        raise DatasetError(f"{where}: image file not found: {full}")
+        return f"image path '{image}' leaves the dataset folder {root}"
+    if not allow_missing and not os.path.isfile(full):
+        return f"image file not found: {full}"
+    return None
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    """What `check_images` found: every readable image's file digest, and why each other one failed."""
+
+    sha256: dict[str, str]
+    """Sample id -> sha256 of its image file, for every image that decodes."""
+    failed: dict[str, str]
+    """Sample id -> why its image cannot be used (only when failures are allowed)."""
+
+
+def check_images(samples: Sequence[Sample], dataset_path: str, *, skip_unreadable: bool) -> ImageCheck:
+    """Decode every sample's image once and hash its file, before any model loads.
+
+    Args:
+        samples: The samples of this run.
+        dataset_path: The JSONL file they come from; image paths are relative to its folder.
+        skip_unreadable: Record a missing or undecodable image in `failed` instead of refusing the dataset.
+
+    Raises:
+        DatasetError: naming each sample whose image is missing or cannot be decoded (unless skip_unreadable).
+    """
+    from PIL import Image
+
+    root = os.path.dirname(os.path.abspath(dataset_path))
+    digests, failed = {}, {}
+    for sample in samples:
+        path = os.path.join(root, sample.image)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            with Image.open(io.BytesIO(data)) as image:
+                # Draft mode decodes JPEGs at reduced scale: the whole stream is still read, so truncation shows.
+                image.draft("RGB", (256, 256))
+                image.load()
+        except FileNotFoundError:
+            failed[sample.id] = f"image file not found: {path}"
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            failed[sample.id] = f"cannot decode image {sample.image}: {e}"
+        else:
+            digests[sample.id] = hashlib.sha256(data).hexdigest()
+    if failed and not skip_unreadable:
+        lines = [f"{dataset_path}:{s.line}: sample '{s.id}': {failed[s.id]}" for s in samples if s.id in failed]
+        raise DatasetError(_listing(lines) + "\n(set dataset.skip_unreadable_images: true to "
+                           "record such samples as failed and run the rest)")
+    return ImageCheck(sha256=digests, failed=failed)
 
 
 def select_samples(samples: Sequence[Any], categories: Sequence[str] | None, limit: int | None,

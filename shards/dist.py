@@ -7,11 +7,13 @@ no-ops, so a stage can also be debugged as a plain `python -m`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
@@ -83,3 +85,38 @@ def all_gather_json(obj: Any, state: DistState) -> list[Any]:
     chunks = [torch.zeros_like(padded) for _ in range(state.world_size)]
     dist.all_gather(chunks, padded)
     return [json.loads(c[: int(s.item())].cpu().numpy().tobytes().decode("utf-8")) for c, s in zip(chunks, sizes)]
+
+
+def check_in_parallel(items: Sequence[Any], check: Callable[[Any], Any], state: DistState) -> list[Any]:
+    """`check(item)` for every item, each rank taking every world_size-th; all results, in order, on every rank.
+
+    `check` must return JSON-ready values. Used to verify shard checksums once in total, not once per rank.
+    """
+    mine = {str(i): check(items[i]) for i in range(state.rank, len(items), state.world_size)}
+    merged = {int(k): v for share in all_gather_json(mine, state) for k, v in share.items()}
+    return [merged[i] for i in range(len(items))]
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: torchrun stops the other ranks this way when one rank fails.
+
+    A BaseException, like KeyboardInterrupt, so no `except Exception` in a library swallows it.
+    """
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Within the block, SIGTERM raises `Terminated`, so `with` exits run (the edit stage closes its open part).
+
+    Only around Python-level work loops: a handler runs between bytecodes, so a rank blocked inside a collective
+    would not run it until the collective returned, and torchrun would wait its 30 s grace before SIGKILL.
+    Outside the block SIGTERM keeps its default and ends the rank at once.
+    """
+    def handler(signum, frame):
+        raise Terminated(f"stopped by signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -66,17 +66,19 @@ def progress(state: DistState, stage: str, what: str, total: int, slot: int = 0,
 
 @contextlib.contextmanager
 def exit_on_input_error():
-    """Turn a config, dataset or shard error into one clear line (from rank 0) and exit status 2, no traceback.
+    """Turn a config, dataset, shard or resume error into one clear message (from rank 0) and exit status 2.
 
-    These errors name the file and key or sample at fault; a traceback would only bury that line.
+    These errors name the file and key or sample at fault; a traceback would only bury that line. Every rank
+    raises the same error from the same data, so every rank exits, and none waits at a collective.
     """
     from shards.config import ConfigError
     from shards.dataset import DatasetError
+    from shards.resume import ResumeError
     from shards.store import ShardError
 
     try:
         yield
-    except (ConfigError, DatasetError, ShardError) as e:
+    except (ConfigError, DatasetError, ShardError, ResumeError) as e:
         if os.environ.get("RANK", "0") == "0":
             print(f"error: {e}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None

@@ -16,10 +16,14 @@ import platform
 import uuid
 from typing import Any, Iterable
 
-MANIFEST_FORMAT = "qwen-edit-bench/manifest-v1"
+from shards.journal import JournalRead, JournalWriter, journal_path, journal_paths, read_journals
+
+MANIFEST_FORMAT = "qwen-edit-bench/manifest-v2"
 SHARD_FORMAT = "qwen-edit-bench/shard-v1"
 SHARDS_DIR = "shards"
 MANIFEST_NAME = "manifest.json"
+# The score stage's files in the output folder (listed here so that restarting the edit stage removes them too).
+REPORT_NAMES = ("report.json", "results.csv", "report.md", "report.html")
 VERSION_PACKAGES = ("torch", "torchvision", "transformers", "diffusers", "tokenizers", "safetensors", "pillow")
 
 
@@ -93,6 +97,18 @@ def read_image(output_dir: str, sample: dict[str, Any]):
         return f.get_tensor(sample["key"])
 
 
+def shard_problem(output_dir: str, shard: dict[str, Any]) -> str | None:
+    """Why a recorded shard cannot be trusted (missing, or not matching its sha256), or None if it can."""
+    path = os.path.join(output_dir, shard["path"])
+    if not os.path.isfile(path):
+        return f"shard {shard['path']} is missing ({path})"
+    actual = sha256_file(path)
+    if actual != shard["sha256"]:
+        return (f"shard {shard['path']} does not match its checksum (expected sha256 {shard['sha256']}, "
+                f"found {actual}); it was changed or truncated")
+    return None
+
+
 def verify_shards(output_dir: str, shards: Iterable[dict[str, Any]]) -> None:
     """Check that each shard exists and matches its recorded sha256.
 
@@ -100,13 +116,9 @@ def verify_shards(output_dir: str, shards: Iterable[dict[str, Any]]) -> None:
         ShardError: naming the first shard that is missing or differs.
     """
     for shard in shards:
-        path = os.path.join(output_dir, shard["path"])
-        if not os.path.isfile(path):
-            raise ShardError(f"shard {shard['path']} listed in the manifest is missing ({path})")
-        actual = sha256_file(path)
-        if actual != shard["sha256"]:
-            raise ShardError(f"shard {shard['path']} does not match its checksum in the manifest "
-                             f"(expected sha256 {shard['sha256']}, found {actual}); it was changed or truncated")
+        problem = shard_problem(output_dir, shard)
+        if problem:
+            raise ShardError(problem)
 
 
 def package_versions() -> dict[str, str]:
@@ -131,7 +143,7 @@ def read_manifest(output_dir: str) -> dict[str, Any]:
     """Read and check `<output_dir>/manifest.json`.
 
     Raises:
-        ShardError: if it is missing, not JSON, of another format, or lists a sample in no listed shard.
+        ShardError: if it is missing, not JSON, of another format, or lists an edited sample in no listed shard.
     """
     path = os.path.join(output_dir, MANIFEST_NAME)
     try:
@@ -145,37 +157,73 @@ def read_manifest(output_dir: str) -> dict[str, Any]:
         raise ShardError(f"{path}: format is {manifest.get('format')!r}, expected {MANIFEST_FORMAT!r}")
     listed = {s["path"] for s in manifest["shards"]}
     for sample in manifest["samples"]:
-        if sample["shard"] not in listed:
+        if sample["status"] == "ok" and sample["shard"] not in listed:
             raise ShardError(f"{path}: sample '{sample['id']}' points to shard {sample['shard']}, "
                              "which the manifest does not list")
     return manifest
 
 
+def read_parts(output_dir: str) -> JournalRead:
+    """Every shard part the edit stage recorded in `output_dir`, from runs of any world size (not yet verified)."""
+    return read_journals(journal_paths(output_dir, "edit"))
+
+
+def pixels_sha256(image) -> str:
+    """Digest of an HWC uint8 image's pixels: a judged result is reused only for the very same image."""
+    return sha256_bytes(image.contiguous().numpy().tobytes())
+
+
 class ShardWriter:
-    """Collects one rank's edited images and closes a shard part every `per_shard` samples."""
+    """One rank's edited images: closes a shard part every `per_shard` samples and records it in the journal.
+
+    A part is renamed into place first and recorded second, so a recorded part is always complete; a part on disk
+    but not recorded (killed in between) is never trusted and its samples are edited again. Leaving the `with`
+    block, for any reason short of SIGKILL, closes the open part, so finished images are kept.
+    """
 
     def __init__(self, output_dir: str, rank: int, world_size: int, per_shard: int):
         self.output_dir, self.rank, self.world_size, self.per_shard = output_dir, rank, world_size, per_shard
-        self.shards: list[dict[str, Any]] = []
-        self.samples: list[dict[str, Any]] = []
+        self.parts: list[dict[str, Any]] = []
         self._images: dict[str, Any] = {}
         self._entries: list[dict[str, Any]] = []
+        self._next_part = _next_free_part(output_dir, rank, world_size)
+        self._journal = JournalWriter(journal_path(output_dir, "edit", rank, world_size))
 
     def add(self, entry: dict[str, Any], image) -> None:
         """Queue one sample's manifest entry and HWC uint8 image; writes a part when enough are queued."""
         self._images[entry["id"]] = image
-        self._entries.append(entry)
+        self._entries.append({**entry, "sha256": pixels_sha256(image)})
         if len(self._entries) >= self.per_shard:
             self.flush()
 
     def flush(self) -> None:
-        """Write the queued samples as the next shard part (nothing if none are queued)."""
+        """Write the queued samples as the next shard part and record it (nothing if none are queued)."""
         if not self._entries:
             return
-        name = shard_name(self.rank, self.world_size, len(self.shards))
+        name = shard_name(self.rank, self.world_size, self._next_part)
         for entry in self._entries:
             entry.update(shard=f"{SHARDS_DIR}/{name}", key=entry["id"])
         shard = write_shard(self.output_dir, name, self._images, self._entries)
-        self.shards.append({**shard, "rank": self.rank})
-        self.samples.extend(self._entries)
+        part = {**shard, "rank": self.rank, "world_size": self.world_size, "samples": self._entries}
+        self._journal.append([part])
+        self.parts.append(part)
+        self._next_part += 1
         self._images, self._entries = {}, []
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.flush()
+        finally:
+            self._journal.close()
+
+
+def _next_free_part(output_dir: str, rank: int, world_size: int) -> int:
+    """The first part number above every part file of this rank and world size on disk, recorded or not."""
+    prefix, suffix = shard_name(rank, world_size, 0).split("0000.")
+    folder = os.path.join(output_dir, SHARDS_DIR)
+    numbers = [name[len(prefix): -len(suffix) - 1] for name in (os.listdir(folder) if os.path.isdir(folder) else [])
+               if name.startswith(prefix) and name.endswith("." + suffix)]
+    return max((int(n) for n in numbers if n.isdigit()), default=-1) + 1

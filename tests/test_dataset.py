@@ -1,14 +1,16 @@
 """The dataset loader: the demo is valid, and each kind of bad line is refused with its line and sample."""
 
+import hashlib
 import json
 import os
 import shutil
 from collections import Counter
 
 import pytest
+from PIL import Image
 
 from conftest import DEMO_DATASET
-from shards.dataset import DatasetError, load_dataset, select_samples
+from shards.dataset import DatasetError, check_images, load_dataset, select_samples
 
 FIVE = ["物理", "环境", "社会", "因果", "指代"]
 
@@ -66,3 +68,61 @@ def test_selection_filters_categories_then_limits_in_dataset_order():
     chosen = select_samples(samples, ["指代", "物理"], 3)
     assert [s.id for s in chosen] == ["phys-01", "phys-02", "ref-01"]
     assert select_samples(samples, None, None) == samples
+
+
+def test_every_problem_is_listed_at_once(tmp_path):
+    path = _dataset(tmp_path, [GOOD, {**GOOD, "id": "b", "category": "魔法"}, GOOD, "{not json"])
+    with pytest.raises(DatasetError) as info:
+        load_dataset(path, categories=FIVE)
+    message = str(info.value)
+    assert message.startswith("3 problems:\n")
+    assert f"{path}:2: sample 'b': category '魔法'" in message
+    assert f"{path}:3: sample 'a': duplicate id" in message and f"{path}:4: not valid JSON" in message
+
+
+def test_a_missing_image_may_be_allowed_but_a_path_leaving_the_folder_never(tmp_path):
+    path = _dataset(tmp_path, [{**GOOD, "image": "images/missing.png"}])
+    assert [s.id for s in load_dataset(path, categories=FIVE, allow_missing_images=True)] == ["a"]
+    path = _dataset(tmp_path, [{**GOOD, "image": "../outside.png"}])
+    with pytest.raises(DatasetError, match="leaves the dataset folder"):
+        load_dataset(path, categories=FIVE, allow_missing_images=True)
+
+
+def _broken_images(tmp_path):
+    """Five samples: one good, and an image that is truncated PNG, truncated JPEG, not an image, and missing."""
+    images = tmp_path / "images"
+    good = (images / "a.png").read_bytes()
+    Image.new("RGB", (64, 48), (10, 200, 30)).save(images / "photo.jpg", quality=90)
+    jpeg = (images / "photo.jpg").read_bytes()
+    (images / "cut.png").write_bytes(good[: len(good) // 2])
+    (images / "cut.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    (images / "text.png").write_text("this is not an image")
+    return [{**GOOD, "id": name, "image": f"images/{file}"} for name, file in
+            [("good", "a.png"), ("cut-png", "cut.png"), ("cut-jpg", "cut.jpg"), ("text", "text.png"),
+             ("gone", "gone.png")]]
+
+
+def test_undecodable_images_are_refused_naming_each_sample(tmp_path):
+    _dataset(tmp_path, [GOOD])                              # copies the good image into place
+    path = _dataset(tmp_path, _broken_images(tmp_path))
+    samples = load_dataset(path, categories=FIVE, allow_missing_images=True)
+    with pytest.raises(DatasetError) as info:
+        check_images(samples, path, skip_unreadable=False)
+    message = str(info.value)
+    assert message.startswith("4 problems:")
+    for lineno, sample_id in [(2, "cut-png"), (3, "cut-jpg"), (4, "text")]:
+        assert f"{path}:{lineno}: sample '{sample_id}': cannot decode image" in message
+    assert f"{path}:5: sample 'gone': image file not found" in message
+    assert "dataset.skip_unreadable_images" in message
+    assert "sample 'good'" not in message
+
+
+def test_undecodable_images_can_be_recorded_as_failed_instead(tmp_path):
+    _dataset(tmp_path, [GOOD])                              # copies the good image into place
+    path = _dataset(tmp_path, _broken_images(tmp_path))
+    samples = load_dataset(path, categories=FIVE, allow_missing_images=True)
+    found = check_images(samples, path, skip_unreadable=True)
+    assert set(found.failed) == {"cut-png", "cut-jpg", "text", "gone"}
+    assert found.failed["cut-png"].startswith("cannot decode image images/cut.png: ")
+    good = tmp_path / "images" / "a.png"
+    assert found.sha256 == {"good": hashlib.sha256(good.read_bytes()).hexdigest()}

@@ -8,8 +8,9 @@ from score_stage.report import build_report, markdown_table, results_csv, stats,
 
 
 def _r(sample_id, category, score, status="ok", response="Score: 1"):
-    return {"id": sample_id, "category": category, "score": score, "status": status, "response": response,
-            "instruction": "do it"}
+    result = {"id": sample_id, "category": category, "score": score, "status": status, "response": response,
+              "instruction": "do it"}
+    return {**result, "reason": "cannot decode image e.png: truncated"} if status == "failed" else result
 
 
 RESULTS = [_r("a", "物理", 8.0), _r("b", "物理", None, "unparsed", "hmm"), _r("c", "环境", 4.0),
@@ -39,7 +40,9 @@ def test_markdown_table_has_a_row_per_category_and_overall():
 def test_csv_quotes_multiline_responses():
     rows = list(csv.DictReader(io.StringIO(results_csv([_r("a", "物理", 7.5, response="line 1\nline, 2")]))))
     assert rows == [{"id": "a", "category": "物理", "score": "7.5", "status": "ok", "instruction": "do it",
-                     "response": "line 1\nline, 2"}]
+                     "response": "line 1\nline, 2", "reason": ""}]
+    failed = list(csv.DictReader(io.StringIO(results_csv([_r("e", "指代", None, "failed", None)]))))
+    assert failed[0]["status"] == "failed" and failed[0]["reason"] == "cannot decode image e.png: truncated"
 
 
 def test_write_report_writes_three_files(tmp_path):
@@ -48,4 +51,4 @@ def test_write_report_writes_three_files(tmp_path):
     assert json.load(open(paths["json"], encoding="utf-8"))["overall"]["scored"] == 3
     assert len(open(paths["csv"], encoding="utf-8").read().splitlines()) == 6
     md = open(paths["md"], encoding="utf-8").read()
-    assert "Unparsed (1): b" in md and "Failed (1): e" in md
+    assert "Unparsed (1): b" in md and "Failed (1): e (cannot decode image e.png: truncated)" in md

@@ -7,8 +7,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from shards.store import (ShardError, ShardWriter, atomic_write_json, read_image, read_manifest, shard_name,
-                          verify_shards, write_manifest)
+from shards.store import (ShardError, ShardWriter, atomic_write_json, pixels_sha256, read_image, read_manifest,
+                          read_parts, shard_name, shard_problem, verify_shards, write_manifest)
 
 
 def _images(n):
@@ -17,12 +17,15 @@ def _images(n):
 
 
 def _write(tmp_path, n=5, per_shard=2):
-    writer = ShardWriter(str(tmp_path), rank=1, world_size=3, per_shard=per_shard)
     images = _images(n)
-    for sample_id, image in images.items():
-        writer.add({"id": sample_id, "category": "物理", "seed": 7}, image)
-    writer.flush()
+    with ShardWriter(str(tmp_path), rank=1, world_size=3, per_shard=per_shard) as writer:
+        for sample_id, image in images.items():
+            writer.add({"id": sample_id, "category": "物理", "seed": 7}, image)
     return writer, images
+
+
+def _samples(writer):
+    return [{**entry, "status": "ok"} for part in writer.parts for entry in part["samples"]]
 
 
 def test_shard_names_are_zero_padded_and_self_describing():
@@ -31,46 +34,80 @@ def test_shard_names_are_zero_padded_and_self_describing():
 
 def test_writer_closes_a_part_every_n_samples_and_images_round_trip(tmp_path):
     writer, images = _write(tmp_path)
-    assert [s["path"] for s in writer.shards] == [f"shards/{shard_name(1, 3, p)}" for p in range(3)]
-    assert [s["num_samples"] for s in writer.shards] == [2, 2, 1]
-    assert [s["id"] for s in writer.samples] == list(images)
-    for entry in writer.samples:
+    assert [s["path"] for s in writer.parts] == [f"shards/{shard_name(1, 3, p)}" for p in range(3)]
+    assert [s["num_samples"] for s in writer.parts] == [2, 2, 1]
+    assert [s["id"] for s in _samples(writer)] == list(images)
+    for entry in _samples(writer):
         assert torch.equal(read_image(str(tmp_path), entry), images[entry["id"]])
-    verify_shards(str(tmp_path), writer.shards)
+        assert entry["sha256"] == pixels_sha256(images[entry["id"]])
+    verify_shards(str(tmp_path), writer.parts)
     assert not [f for f in os.listdir(tmp_path / "shards") if ".tmp" in f]
+
+
+def test_every_closed_part_is_recorded_in_the_ranks_journal(tmp_path):
+    writer, _ = _write(tmp_path)
+    recorded = read_parts(str(tmp_path))
+    assert recorded.records == json.loads(json.dumps(writer.parts)) and recorded.skipped == []
+    assert os.path.basename(writer._journal.path) == "edit-r00001-of-00003.jsonl"
+
+
+def test_leaving_the_block_on_an_error_keeps_the_finished_images(tmp_path):
+    images = _images(3)
+    with pytest.raises(RuntimeError, match="boom"):
+        with ShardWriter(str(tmp_path), rank=0, world_size=1, per_shard=4) as writer:
+            for sample_id, image in images.items():
+                writer.add({"id": sample_id}, image)
+            raise RuntimeError("boom")
+    (part,) = read_parts(str(tmp_path)).records
+    assert [e["id"] for e in part["samples"]] == ["s0", "s1", "s2"]
+    assert shard_problem(str(tmp_path), part) is None
+
+
+def test_a_resumed_writer_never_reuses_a_part_name(tmp_path):
+    _write(tmp_path, n=3)                                         # parts p0000, p0001 of rank 1 of 3
+    # A part renamed into place whose journal line was never written (killed in between): not trusted, kept.
+    orphan = tmp_path / "shards" / shard_name(1, 3, 5)
+    orphan.write_bytes(b"not recorded")
+    again, _ = _write(tmp_path, n=1)
+    assert again.parts[0]["path"] == f"shards/{shard_name(1, 3, 6)}"
+    assert orphan.read_bytes() == b"not recorded"
+    assert [p["path"] for p in read_parts(str(tmp_path)).records] == [
+        f"shards/{shard_name(1, 3, p)}" for p in (0, 1, 6)]
 
 
 def test_each_shard_header_describes_its_samples(tmp_path):
     writer, _ = _write(tmp_path)
-    with safe_open(os.path.join(tmp_path, writer.shards[0]["path"]), framework="pt") as f:
+    with safe_open(os.path.join(tmp_path, writer.parts[0]["path"]), framework="pt") as f:
         described = json.loads(f.metadata()["samples"])
     assert [s["id"] for s in described] == ["s0", "s1"]
-    assert described[0]["shard"] == writer.shards[0]["path"]
+    assert described[0]["shard"] == writer.parts[0]["path"]
 
 
 def test_manifest_round_trip(tmp_path):
     writer, _ = _write(tmp_path)
-    write_manifest(str(tmp_path), {"world_size": 3, "shards": writer.shards, "samples": writer.samples})
+    failed = {"id": "bad", "status": "failed", "reason": "cannot decode image"}
+    write_manifest(str(tmp_path), {"world_size": 3, "shards": writer.parts, "samples": _samples(writer) + [failed]})
     manifest = read_manifest(str(tmp_path))
-    assert manifest["shards"] == writer.shards and manifest["samples"] == writer.samples
+    assert manifest["shards"] == json.loads(json.dumps(writer.parts))
+    assert manifest["samples"][-1] == failed and len(manifest["samples"]) == 6
     assert manifest["world_size"] == 3
 
 
 def test_a_flipped_byte_names_the_shard(tmp_path):
     writer, _ = _write(tmp_path)
-    path = os.path.join(tmp_path, writer.shards[1]["path"])
+    path = os.path.join(tmp_path, writer.parts[1]["path"])
     data = bytearray(open(path, "rb").read())
     data[-1] ^= 0xFF
     open(path, "wb").write(bytes(data))
-    with pytest.raises(ShardError, match=f"shard {writer.shards[1]['path']} does not match its checksum"):
-        verify_shards(str(tmp_path), writer.shards)
+    with pytest.raises(ShardError, match=f"shard {writer.parts[1]['path']} does not match its checksum"):
+        verify_shards(str(tmp_path), writer.parts)
 
 
 def test_a_missing_shard_is_named(tmp_path):
     writer, _ = _write(tmp_path)
-    os.remove(os.path.join(tmp_path, writer.shards[2]["path"]))
-    with pytest.raises(ShardError, match=f"shard {writer.shards[2]['path']} listed in the manifest is missing"):
-        verify_shards(str(tmp_path), writer.shards)
+    os.remove(os.path.join(tmp_path, writer.parts[2]["path"]))
+    with pytest.raises(ShardError, match=f"shard {writer.parts[2]['path']} is missing"):
+        verify_shards(str(tmp_path), writer.parts)
 
 
 def test_manifest_problems_are_named(tmp_path):
@@ -79,7 +116,8 @@ def test_manifest_problems_are_named(tmp_path):
     atomic_write_json(str(tmp_path / "manifest.json"), {"format": "other"})
     with pytest.raises(ShardError, match="format is 'other'"):
         read_manifest(str(tmp_path))
-    write_manifest(str(tmp_path), {"shards": [], "samples": [{"id": "x", "shard": "shards/gone.safetensors"}]})
+    write_manifest(str(tmp_path), {"shards": [], "samples": [{"id": "x", "status": "ok",
+                                                               "shard": "shards/gone.safetensors"}]})
     with pytest.raises(ShardError, match="sample 'x' points to shard shards/gone.safetensors"):
         read_manifest(str(tmp_path))
 
