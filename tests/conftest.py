@@ -7,7 +7,9 @@ subprocess with that environment's interpreter, exactly as the launcher runs it.
 from __future__ import annotations
 
 import copy
+import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -17,6 +19,7 @@ import yaml
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_CONFIG = os.path.join(REPO, "configs", "demo.yaml")
 DEMO_DATASET = os.path.join(REPO, "demo", "data", "benchmark.jsonl")
+FAULTS = os.path.join(REPO, "tests", "faults")
 
 
 def absolute_demo_config() -> dict:
@@ -65,10 +68,35 @@ def run_module(python: str, args: list[str], timeout: int = 900, env: dict | Non
     return subprocess.run([python, *args], cwd=REPO, env=merged, capture_output=True, text=True, timeout=timeout)
 
 
-def torchrun(python: str, module: str, nproc: int, args: list[str], timeout: int = 900) -> subprocess.CompletedProcess:
+def torchrun(python: str, module: str, nproc: int, args: list[str], timeout: int = 900,
+             env: dict | None = None) -> subprocess.CompletedProcess:
     """A real multi-rank job on CPU with gloo; `--standalone` picks a free port, so jobs never collide."""
     return run_module(python, ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-                               "-m", module, *args], timeout=timeout)
+                               "-m", module, *args], timeout=timeout, env=env)
+
+
+def fault(target: str, rank: int, action: str, **spec) -> dict:
+    """Environment that makes tests/faults/sitecustomize.py inject `action` into `target` on `rank`."""
+    return {"EDIT_BENCH_FAULT": json.dumps({"target": target, "rank": rank, "action": action, **spec}),
+            "PYTHONPATH": os.pathsep.join([FAULTS, REPO])}
+
+
+def copy_run(source: str, target: str, scores: bool = True) -> str:
+    """A copy of a run's output folder, with or without the score stage's outputs (journals, report)."""
+    skip = () if scores else ("report.*", "results.csv", "score*")
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("logs", *skip))
+    return target
+
+
+@pytest.fixture(scope="session")
+def demo_run(pythons, tmp_path_factory) -> tuple[str, str]:
+    """(config, output folder) of one complete, uninterrupted demo run: 10 samples, 2 ranks in each stage."""
+    folder = tmp_path_factory.mktemp("demo-run")
+    config, out = write_config(folder), str(folder / "run")
+    for python, module in ((pythons["edit"], "edit_stage"), (pythons["score"], "score_stage")):
+        done = torchrun(python, module, 2, ["--config", config, "--output-dir", out])
+        assert done.returncode == 0, done.stdout + done.stderr
+    return config, out
 
 
 def base_python() -> str:

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from conftest import DEMO_CONFIG, DEMO_DATASET, base_python, run_module, write_config
+from conftest import DEMO_CONFIG, DEMO_DATASET, base_python, copy_run, run_module, write_config
+from launch.stages import _root_cause
 from shards.dataset import load_dataset
 from shards.store import read_manifest, verify_shards
 
@@ -38,6 +39,17 @@ def test_demo_end_to_end(pythons, tmp_path):
     assert envs["edit"][1].startswith("4.57.") and envs["score"][1].startswith("5.")
     assert "| **overall** | 10 |" in output and f"[launch] report: {out}/report.json" in output
 
+    again = launch(["--config", DEMO_CONFIG, "--output-dir", out, "--nproc-per-node", "1"])
+    output = again.stdout + again.stderr
+    assert again.returncode == 0, output
+    assert "10 already edited (verified), 0 failed to load, 0 to edit on 1 ranks" in output
+    assert "10 judged before, 0 failed in the edit stage, 0 to judge on 1 ranks" in output
+    assert not re.search(r"\] edited \S+ in ", output) and " score=" not in output
+    with open(os.path.join(out, "report.json"), encoding="utf-8") as f:
+        again_report = json.load(f)
+    assert again_report["samples"] == report["samples"]
+    assert [a["world_size"] for a in again_report["attempts"]["score"]] == [2, 1]
+
 
 def test_a_failing_stage_is_named_with_the_ranks_error(pythons, tmp_path):
     config = write_config(tmp_path, changes={"edit.model": str(tmp_path / "no-such-model"), "edit.build_tiny": False})
@@ -63,3 +75,42 @@ def test_unknown_category_on_the_command_line(tmp_path):
     done = launch(["--config", DEMO_CONFIG, "--categories", "物理", "社交"], timeout=120)
     assert done.returncode == 2
     assert "dataset.categories[1]: unknown category '社交'" in done.stderr
+
+
+def test_a_folder_of_another_run_is_refused_before_any_environment_is_used(demo_run, tmp_path):
+    out = copy_run(demo_run[1], str(tmp_path / "run"))
+    venv = tmp_path / "never-made"
+    config = write_config(tmp_path, {"edit.true_cfg_scale": 2.5, "edit.env": {"venv": str(venv)}})
+    done = launch(["--config", config, "--output-dir", out], timeout=120)
+    assert done.returncode == 2
+    assert "holds edit work of a different run" in done.stderr and "edit.true_cfg_scale: was 4.0, now 2.5" in done.stderr
+    assert "--restart edit" in done.stderr and not venv.exists()
+
+
+TORCHRUN_SUMMARY = """edit_stage FAILED
+------------------------------------------------------------
+Failures:
+[1]:
+  time      : 2026-11-22_23:15:45
+  host      : localhost
+  rank      : 0 (local_rank: 0)
+  exitcode  : 143 (pid: 3853)
+  error_file: <N/A>
+  traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html
+------------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-11-22_23:15:44
+  host      : localhost
+  rank      : 1 (local_rank: 1)
+  exitcode  : -9 (pid: 3854)  (SIGKILL)
+  error_file: <N/A>
+  traceback : Signal 9 (SIGKILL) received by PID 3854
+============================================================
+"""
+
+
+def test_a_rank_killed_by_a_signal_is_named_from_torchruns_summary():
+    assert _root_cause("noise\n" + TORCHRUN_SUMMARY) == (
+        "\n--- rank 1: exit code -9 (pid: 3854) (SIGKILL): Signal 9 (SIGKILL) received by PID 3854")
+    assert _root_cause("no summary at all") == "; see its output above"
