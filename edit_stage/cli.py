@@ -172,11 +172,11 @@ def main(argv: list[str] | None = None) -> None:
                  state.world_size, len(mine), extra=EVERY_RANK)
         for sample_id, reason in plan.images.failed.items():
             log.warning("sample '%s' is recorded as failed: %s", sample_id, reason)
-        if state.is_main:
-            begin_attempt(config.output_dir, "edit", plan.identity, world_size=state.world_size,
-                          done_before=len(done), to_do=len(todo))
         if todo:
             ensure_tiny_pipeline(config, state)
+        if state.is_main:  # after the tiny model is built, so that its fingerprint is recorded
+            begin_attempt(config.output_dir, "edit", run_identity(config, "edit"), world_size=state.world_size,
+                          done_before=len(done), to_do=len(todo))
         new_parts = edit_share(config, state, mine, plan, log) if mine else []
         shares = all_gather_json(new_parts, state)
         if state.is_main:

@@ -95,8 +95,10 @@ def check_identity(output_dir: str, stage: str, identity: dict[str, Any]) -> Non
     if record is None:
         return
     before = record.get("identity", {})
+    # None is "not known" (a model folder that a demo builds on first use, a hub id): it differs from nothing.
     differences = [f"{key}: was {_short(before.get(key))}, now {_short(identity.get(key))}"
-                   for key in sorted(set(before) | set(identity)) if before.get(key) != identity.get(key)]
+                   for key in sorted(set(before) | set(identity))
+                   if before.get(key) != identity.get(key) and None not in (before.get(key), identity.get(key))]
     if differences:
         raise ResumeError(
             f"{output_dir} holds {stage} work of a different run, and the two are not mixed:\n  "
@@ -127,8 +129,14 @@ def restart(output_dir: str, stage: str) -> list[str]:
 
 
 def begin_attempt(output_dir: str, stage: str, identity: dict[str, Any], **facts: Any) -> None:
-    """Record the identity (first time) and a new attempt with `facts` (world size, samples done and to do)."""
+    """Record the identity and a new attempt with `facts` (world size, samples done and to do).
+
+    The first attempt records the whole identity; later ones only fill in what was not known before.
+    """
     record = read_record(output_dir, stage) or {"identity": identity, "attempts": []}
+    for key, value in identity.items():
+        if key in record["identity"] and record["identity"][key] is None:
+            record["identity"][key] = value
     record["attempts"].append({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **facts})
     atomic_write_json(record_path(output_dir, stage), record)
 
