@@ -26,6 +26,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--nproc-per-node", type=int, help="ranks per stage (default: the config's)")
     parser.add_argument("--categories", nargs="+", help="run only these categories")
     parser.add_argument("--limit", type=int, help="run only the first N selected samples")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+                        help="set a config key for this run in both stages, e.g. --set score.mode=generate "
+                             "(repeatable; the value is read as YAML)")
     parser.add_argument("--prepare-only", action="store_true",
                         help="create the stage environments, then stop (nothing is edited or judged)")
     parser.add_argument("--restart", nargs="?", const="edit", choices=STAGES,
@@ -109,6 +112,8 @@ def run_both(config, pythons: dict[str, str], args: argparse.Namespace) -> None:
         stage_args += ["--categories", *args.categories]
     if args.limit is not None:
         stage_args += ["--limit", str(args.limit)]
+    for setting in args.settings:
+        stage_args += ["--set", setting]
     logs = os.path.join(config.output_dir, "logs")
     os.makedirs(logs, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")

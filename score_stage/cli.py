@@ -23,7 +23,7 @@ from shards.dist import DistState, all_gather_json, barrier, check_in_parallel, 
 from shards.journal import JournalWriter, journal_path, journal_paths, read_journals
 from shards.logs import EVERY_RANK, exit_on_input_error, progress, setup_logging
 from shards.resume import begin_attempt, check_identity, end_attempt, restart, run_identity
-from shards.store import ShardError, package_versions, read_image, read_manifest, shard_problem
+from shards.store import ShardError, package_versions, read_image, read_manifest, sha256_file, shard_problem
 
 
 def selected_entries(config: RunConfig, manifest: dict[str, Any]) -> list[dict[str, Any]]:
@@ -37,17 +37,42 @@ def selected_entries(config: RunConfig, manifest: dict[str, Any]) -> list[dict[s
     return entries
 
 
-def verify_shards_before_judging(config: RunConfig, manifest: dict, entries: list[dict], state: DistState) -> None:
-    """Every shard the run reads is checked (each rank a share); any rank's finding stops every rank.
+def verify_inputs_before_judging(config: RunConfig, manifest: dict, entries: list[dict], todo: list[dict],
+                                 state: DistState) -> None:
+    """Every shard the report rests on, and every original image the judge is about to see, is checked against
+    the manifest's sha256 (each rank a share); any rank's finding stops every rank before anything is judged.
 
     Raises:
-        ShardError: naming each shard that is missing or does not match its checksum.
+        ShardError: naming each shard or original image that is missing or changed.
     """
     needed = {e["shard"] for e in entries if e["status"] == "ok"}
     shards = [s for s in manifest["shards"] if s["path"] in needed]
-    problems = [p for p in check_in_parallel(shards, lambda s: shard_problem(config.output_dir, s), state) if p]
+    originals = [e for e in todo if _sees_original(config, e)]
+    checks = [("shard", s) for s in shards] + [("original", e) for e in originals]
+    problems = [p for p in check_in_parallel(checks, lambda c: _input_problem(config, manifest, *c), state) if p]
     if problems:
-        raise ShardError("; ".join(problems) + f" (listed in {config.output_dir}/manifest.json); nothing was judged")
+        raise ShardError("; ".join(problems) + f" (as recorded in {config.output_dir}/manifest.json); "
+                                               "nothing was judged")
+
+
+def _sees_original(config: RunConfig, entry: dict) -> bool:
+    dimensions = config.score.prompts[entry["category"]].dimensions.values()
+    return any(d.images == "original_and_edited" for d in dimensions)
+
+
+def _original_path(manifest: dict, entry: dict) -> str:
+    return os.path.join(manifest["dataset"]["root"], entry["image"])
+
+
+def _input_problem(config: RunConfig, manifest: dict, kind: str, item: dict) -> str | None:
+    if kind == "shard":
+        return shard_problem(config.output_dir, item)
+    path = _original_path(manifest, item)
+    if not os.path.isfile(path):
+        return f"the original image of sample '{item['id']}' is missing ({path})"
+    if sha256_file(path) != item["image_sha256"]:
+        return f"the original image of sample '{item['id']}' changed since it was edited ({path})"
+    return None
 
 
 def resume_point(config: RunConfig, state: DistState, entries: list[dict], restart_requested: bool,
@@ -82,65 +107,68 @@ def ensure_tiny_judge(config: RunConfig, state: DistState) -> None:
     barrier()
 
 
-def judge_share(config: RunConfig, state: DistState, entries: list[dict], log) -> list[dict[str, Any]]:
-    """Judge this rank's samples in batches, recording each batch in the rank's journal; one line per sample."""
-    from score_stage.judge import batches_with_backoff, conversation, generate_answers, load_judge
-    from score_stage.parsing import extract_score
+def judge_share(config: RunConfig, manifest: dict, state: DistState, entries: list[dict],
+                log) -> list[dict[str, Any]]:
+    """Judge this rank's samples: one query per sample and dimension, in batches. A sample is recorded in the
+    rank's journal, and its line printed, as soon as all its dimensions are answered."""
+    from score_stage.judge import Judge, batches_with_backoff
+    from score_stage.results import describe, sample_result
 
-    model, processor = load_judge(config.score, state.device)
+    judge, prompts = Judge(config.score, state.device), config.score.prompts
+    queries = [(e, name) for e in entries for name in prompts[e["category"]].dimensions]
 
-    def ask(batch: list[dict]) -> list[str]:
-        chats = [conversation(config.score.prompts[e["category"]], e, _edited(config, e)) for e in batch]
-        return generate_answers(model, processor, chats, config.score.max_new_tokens)
+    def ask(batch: list[tuple[dict, str]]) -> list[dict]:
+        asked = [(e, prompts[e["category"]].dimensions[name]) for e, name in batch]
+        return judge.ask([(e, dim, _images(config, manifest, e, dim.images)) for e, dim in asked])
 
     def on_retry(failed: int, size: int) -> None:
-        log.warning("out of GPU memory judging %d samples at once; retrying with batch size %d", failed, size,
+        log.warning("out of GPU memory judging %d queries at once; retrying with batch size %d", failed, size,
                     extra=EVERY_RANK)
 
+    answers: dict[str, dict[str, dict]] = {}
+    seconds: dict[str, float] = {}
     results = []
     path = journal_path(config.output_dir, "score", state.rank, state.world_size)
     with JournalWriter(path) as journal, progress(state, "score", "judged", len(entries)) as bar:
         start = time.perf_counter()
-        for batch, answers in batches_with_backoff(entries, config.score.batch_size, ask, on_retry):
-            seconds = (time.perf_counter() - start) / len(batch)
-            judged = [_result(entry, answer, extract_score(answer), state, seconds)
-                      for entry, answer in zip(batch, answers)]
-            journal.append(judged)
-            for result in judged:
-                log.info("%s/%s score=%s | %s", result["category"], result["id"],
-                         "unparsed" if result["score"] is None else f"{result['score']:g}",
-                         " ".join(result["response"].split())[:80], extra=EVERY_RANK)
-            results.extend(judged)
-            bar.update(len(batch))
+        for batch, batch_answers in batches_with_backoff(queries, config.score.batch_size, ask, on_retry):
+            share, finished = (time.perf_counter() - start) / len(batch), []
+            for (entry, name), answer in zip(batch, batch_answers):
+                answers.setdefault(entry["id"], {})[name] = answer
+                seconds[entry["id"]] = seconds.get(entry["id"], 0.0) + share
+                category = prompts[entry["category"]]
+                if len(answers[entry["id"]]) == len(category.dimensions):
+                    finished.append(sample_result(entry, answers.pop(entry["id"]), category.combine,
+                                                  rank=state.rank, world_size=state.world_size,
+                                                  seconds=seconds.pop(entry["id"])))
+            journal.append(finished)
+            for result in finished:
+                log.info("%s", describe(result), extra=EVERY_RANK)
+            results.extend(finished)
+            bar.update(len(finished))
             start = time.perf_counter()
     return results
 
 
-def _result(entry: dict, answer: str, score: float | None, state: DistState, seconds: float) -> dict[str, Any]:
-    return {"id": entry["id"], "category": entry["category"], "instruction": entry["instruction"],
-            "image_sha256": entry["sha256"], "score": score, "status": "ok" if score is not None else "unparsed",
-            "response": answer, "rank": state.rank, "world_size": state.world_size,
-            "judge_seconds": round(seconds, 3)}
-
-
-def _edited(config: RunConfig, entry: dict[str, Any]) -> Image.Image:
-    return Image.fromarray(read_image(config.output_dir, entry).numpy(), mode="RGB")
-
-
-def _failed(entry: dict[str, Any]) -> dict[str, Any]:
-    return {"id": entry["id"], "category": entry["category"], "instruction": entry["instruction"], "score": None,
-            "status": "failed", "response": None, "reason": entry["reason"]}
+def _images(config: RunConfig, manifest: dict, entry: dict[str, Any], shown: str) -> list[Image.Image]:
+    """What the judge sees for one query: the edited image, after the original when the dimension asks for it."""
+    edited = Image.fromarray(read_image(config.output_dir, entry).numpy(), mode="RGB")
+    if shown == "edited":
+        return [edited]
+    with Image.open(_original_path(manifest, entry)) as original:
+        return [original.convert("RGB"), edited]
 
 
 def write_outputs(config: RunConfig, manifest: dict, entries: list[dict], judged: dict[str, dict],
                   attempts: list[dict], state: DistState, log) -> None:
     """Rank 0: the report in manifest order (failed samples included), its files, and the summary lines."""
-    from score_stage.report import build_report, markdown_table, write_report
+    from score_stage.report import build_report, format_score, markdown_table, write_report
+    from score_stage.results import failed_result
 
-    results = [judged[e["id"]] if e["status"] == "ok" else _failed(e) for e in entries]
+    results = [judged[e["id"]] if e["status"] == "ok" else failed_result(e) for e in entries]
     report = build_report(
         results, list(config.score.prompts),
-        edit_model=manifest["model"]["path"], judge_model=config.score.model,
+        edit_model=manifest["model"]["path"], judge_model=config.score.model, scoring_mode=config.score.mode,
         world_size={"edit": manifest["world_size"], "score": state.world_size},
         attempts={"edit": manifest["attempts"], "score": attempts},
         versions={"edit": manifest["versions"], "score": package_versions()},
@@ -150,9 +178,9 @@ def write_outputs(config: RunConfig, manifest: dict, entries: list[dict], judged
     )
     paths = write_report(config.output_dir, report)
     o = report["overall"]
-    log.info("judged %d samples: mean %s, min %s, max %s, unparsed %d, failed %d", o["count"],
-             *(("–" if o[k] is None else f"{o[k]:.3f}") for k in ("mean", "min", "max")), o["unparsed"],
-             o["failed"])
+    log.info("%d samples: mean over samples %s (%d scored), mean over categories %s (%d categories), "
+             "unparsed %d, failed %d", o["count"], format_score(o["mean_over_samples"]), o["scored"],
+             format_score(o["mean_over_categories"]), o["categories_in_mean"], o["unparsed"], o["failed"])
     log.info("per category:\n%s", markdown_table(report))
     log.info("report: %s", paths["json"])
 
@@ -166,27 +194,26 @@ def main(argv: list[str] | None = None) -> None:
         config = load_config(args.config, overrides_from_args(args))
         manifest = read_manifest(config.output_dir)
         entries = selected_entries(config, manifest)
-        identity = run_identity(config, "score")
         if not args.restart:
-            check_identity(config.output_dir, "score", identity)
+            check_identity(config.output_dir, "score", run_identity(config, "score"))
     state = init_distributed(config.distributed.timeout_s)
     try:
         log = setup_logging("score", state, config.output_dir)
         judged_before = resume_point(config, state, entries, args.restart, log)
-        with exit_on_input_error():
-            verify_shards_before_judging(config, manifest, entries, state)
         todo = [e for e in entries if e["status"] == "ok" and e["id"] not in judged_before]
+        with exit_on_input_error():
+            verify_inputs_before_judging(config, manifest, entries, todo, state)
         mine = split_for_rank(todo, state.rank, state.world_size)
         failed = sum(e["status"] == "failed" for e in entries)
         log.info("%d samples selected: %d judged before, %d failed in the edit stage, %d to judge on %d ranks "
                  "(shards verified); this rank judges %d", len(entries), len(judged_before), failed, len(todo),
                  state.world_size, len(mine), extra=EVERY_RANK)
-        if state.is_main:
-            begin_attempt(config.output_dir, "score", identity, world_size=state.world_size,
-                          done_before=len(judged_before), to_do=len(todo))
         if todo:
             ensure_tiny_judge(config, state)
-        shares = all_gather_json(judge_share(config, state, mine, log) if mine else [], state)
+        if state.is_main:  # after the tiny judge is built, so that its fingerprint is recorded
+            begin_attempt(config.output_dir, "score", run_identity(config, "score"),
+                          world_size=state.world_size, done_before=len(judged_before), to_do=len(todo))
+        shares = all_gather_json(judge_share(config, manifest, state, mine, log) if mine else [], state)
         if state.is_main:
             attempts = end_attempt(config.output_dir, "score", judged=len(todo),
                                    elapsed_s=round(time.perf_counter() - start, 3))

@@ -1,4 +1,9 @@
-"""The Qwen3-VL judge: loading it on this rank's device and asking it about a batch of edited images."""
+"""The Qwen3-VL judge: loading it on this rank's device and asking it about a batch of (sample, dimension) queries.
+
+A query shows the judge a dimension's prompts and images (the edited image, or the original and the edited one)
+and reads a score in the configured mode: `generate` lets it write and parses the text; `expected` writes the
+answer prefix itself and reads the probabilities of the score's digits (see score_stage.scoring).
+"""
 
 from __future__ import annotations
 
@@ -6,27 +11,71 @@ from typing import Any, Callable, Iterator
 
 import torch
 from PIL import Image
-from transformers import AutoModelForImageTextToText, AutoProcessor
+from transformers import AutoModelForImageTextToText, AutoProcessor, LogitsProcessor, LogitsProcessorList
 
-from shards.config import CategoryPrompts, ScoreConfig
+from score_stage.parsing import extract_score
+from score_stage.scoring import expected_score, score_distribution
+from shards.config import Dimension, ScoreConfig
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+PICTURE_LABELS = ("First picture (the original image):\n", "\nSecond picture (the edited image):\n")
 
 
-def load_judge(cfg: ScoreConfig, device: torch.device) -> tuple[Any, Any]:
-    """Model and processor from `cfg.model`, the whole model on this rank's device.
+class Judge:
+    """One rank's judge: the model on this rank's device, its processor, and the settings that read a score."""
 
-    Never device_map="auto" under torchrun: transformers may switch on tensor parallelism from WORLD_SIZE
-    (transformers #38771), and the system this replaces left five of six GPUs idle that way.
+    def __init__(self, cfg: ScoreConfig, device: torch.device):
+        # Never device_map="auto" under torchrun: transformers may switch on tensor parallelism from WORLD_SIZE
+        # (transformers #38771), and the system this replaces left five of six GPUs idle that way.
+        # use_safetensors=True: never fall back to pickled .bin weights.
+        self.model = AutoModelForImageTextToText.from_pretrained(
+            cfg.model, dtype=DTYPES[cfg.dtype], use_safetensors=True, trust_remote_code=cfg.trust_remote_code,
+        ).to(device).eval()
+        self.processor = AutoProcessor.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code)
+        self.cfg, self.digit_ids = cfg, []
+        if cfg.mode == "expected":  # checked before anything is judged: a wrong setup would skew every score
+            self.digit_ids = digit_token_ids(self.processor.tokenizer, cfg.answer_prefix)
+            check_prefill(self.processor, cfg.answer_prefix)
+
+    def ask(self, queries: list[tuple[dict, Dimension, list[Image.Image]]]) -> list[dict[str, Any]]:
+        """Answers to (manifest entry, dimension, images) queries: score, and response or distribution."""
+        prefix = self.cfg.answer_prefix if self.cfg.mode == "expected" else None
+        chats = [conversation(dimension, entry, images, prefix) for entry, dimension, images in queries]
+        if self.cfg.mode == "generate":
+            texts = generate_answers(self.model, self.processor, chats, self.cfg.max_new_tokens)
+            return [{"score": extract_score(text), "response": text} for text in texts]
+        found = expected_distributions(self.model, self.processor, chats, self.digit_ids)
+        return [{"score": expected_score(dist), "distribution": [round(p, 6) for p in dist],
+                 "valid_mass": round(mass, 6)} for dist, mass in found]
+
+
+def digit_token_ids(tokenizer, answer_prefix: str) -> list[int]:
+    """Token ids of "0".."9", once it is checked that the tokenizer writes a score after the prefix one digit a
+    token (so that the probability of a digit token is the probability of that digit, and "10" is "1", "0").
+
+    Raises:
+        ValueError: if `answer_prefix + "10"` is not the prefix's tokens followed by one token per digit.
     """
-    # use_safetensors=True: never fall back to pickled .bin weights.
-    model = AutoModelForImageTextToText.from_pretrained(
-        cfg.model, dtype=DTYPES[cfg.dtype], use_safetensors=True, trust_remote_code=cfg.trust_remote_code,
-    ).to(device).eval()
-    processor = AutoProcessor.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code)
-    # Decoder-only batches are padded on the left, so every row's next token follows its own prompt.
-    processor.tokenizer.padding_side = "left"
-    return model, processor
+    base = tokenizer(answer_prefix, add_special_tokens=False).input_ids
+    written = tokenizer(answer_prefix + "10", add_special_tokens=False).input_ids
+    ids = [tokenizer.convert_tokens_to_ids(tokenizer.tokenize(digit)) for digit in "0123456789"]
+    if written != base + [ids[1][0], ids[0][0]] or any(len(i) != 1 for i in ids):
+        raise ValueError(
+            f"score.answer_prefix {answer_prefix!r}: this judge's tokenizer does not write a score after it as one "
+            f"token per digit ({answer_prefix + '10'!r} -> {tokenizer.convert_ids_to_tokens(written)}); end the "
+            "prefix where the number starts a new token (e.g. 'Score: ' with its space)")
+    return [i[0] for i in ids]
+
+
+def check_prefill(processor, answer_prefix: str) -> None:
+    """Raise if the chat template does not end the prompt with the answer prefix exactly (a template or library
+    that strips the trailing space would shift every score's position by a token)."""
+    probe = [{"role": "user", "content": [{"type": "text", "text": "x"}]},
+             {"role": "assistant", "content": [{"type": "text", "text": answer_prefix}]}]
+    text = processor.apply_chat_template(probe, tokenize=False, continue_final_message=True)
+    if not text.endswith(answer_prefix):
+        raise ValueError(f"the judge's chat template does not end a continued answer with {answer_prefix!r} "
+                         f"(it ends with {text[-len(answer_prefix) - 10:]!r}); expected mode cannot read the score")
 
 
 def template_fields(entry: dict[str, Any]) -> dict[str, str]:
@@ -35,26 +84,74 @@ def template_fields(entry: dict[str, Any]) -> dict[str, str]:
             "description": entry.get("description") or ""}
 
 
-def conversation(prompts: CategoryPrompts, entry: dict[str, Any], image: Image.Image) -> list[dict[str, Any]]:
-    """The chat for one sample; the system content is a list of text parts, as Qwen3-VL's template requires."""
-    user = prompts.user_prompt_template.format(**template_fields(entry))
-    return [
-        {"role": "system", "content": [{"type": "text", "text": prompts.system_prompt}]},
-        {"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": user}]},
-    ]
+def conversation(dimension: Dimension, entry: dict[str, Any], images: list[Image.Image],
+                 answer_prefix: str | None = None) -> list[dict[str, Any]]:
+    """The chat for one query. Two images are labelled as the first (original) and second (edited) picture.
+
+    The system content is a list of text parts, as Qwen3-VL's template requires. With `answer_prefix`, the
+    assistant's answer is begun with it, to be continued by the model.
+    """
+    user = dimension.user_prompt_template.format(**template_fields(entry))
+    if len(images) == 2:
+        content = [part for label, image in zip(PICTURE_LABELS, images)
+                   for part in ({"type": "text", "text": label}, {"type": "image", "image": image})]
+        content.append({"type": "text", "text": "\n" + user})
+    else:
+        content = [{"type": "image", "image": images[0]}, {"type": "text", "text": user}]
+    chat = [{"role": "system", "content": [{"type": "text", "text": dimension.system_prompt}]},
+            {"role": "user", "content": content}]
+    if answer_prefix is not None:
+        chat.append({"role": "assistant", "content": [{"type": "text", "text": answer_prefix}]})
+    return chat
+
+
+def _inputs(processor, conversations: list[list[dict]], model, **template_options):
+    return processor.apply_chat_template(
+        conversations, tokenize=True, return_dict=True, return_tensors="pt",
+        # transformers 5.x reads padding options only inside processor_kwargs; outside it warns, and
+        # padding=True alone pads on the right. Decoder-only batches are padded on the left, so every row's
+        # next token follows its own prompt.
+        processor_kwargs={"padding": True, "padding_side": "left"}, **template_options,
+    ).to(model.device)
 
 
 @torch.inference_mode()
 def generate_answers(model, processor, conversations: list[list[dict]], max_new_tokens: int) -> list[str]:
     """Greedy answers to a batch of conversations, one string each (the prompt not included)."""
-    inputs = processor.apply_chat_template(
-        conversations, tokenize=True, add_generation_prompt=True, return_dict=True, return_tensors="pt",
-        # transformers 5.x reads padding options only inside processor_kwargs; outside it warns, and
-        # padding=True alone pads on the right.
-        processor_kwargs={"padding": True, "padding_side": "left"},
-    ).to(model.device)
+    inputs = _inputs(processor, conversations, model, add_generation_prompt=True)
     output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
     return processor.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+class _ForceFirstToken(LogitsProcessor):
+    """Makes the first generated token `token_id`; later steps are left alone."""
+
+    def __init__(self, token_id: int, prompt_length: int):
+        self.token_id, self.prompt_length = token_id, prompt_length
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if input_ids.shape[1] != self.prompt_length:
+            return scores
+        forced = torch.full_like(scores, float("-inf"))
+        forced[:, self.token_id] = 0.0
+        return forced
+
+
+@torch.inference_mode()
+def expected_distributions(model, processor, conversations: list[list[dict]],
+                           digit_ids: list[int]) -> list[tuple[list[float], float]]:
+    """Score distributions for a batch of conversations whose answers end with the prefix, in two forward passes.
+
+    One `generate` of two tokens with the first forced to "1": its raw logits are the distribution right after
+    the prefix (step 1) and after "1" (step 2, reusing the KV cache), which tells 1 from 10.
+    """
+    inputs = _inputs(processor, conversations, model, continue_final_message=True)
+    length = inputs["input_ids"].shape[1]
+    output = model.generate(**inputs, max_new_tokens=2, do_sample=False,
+                            logits_processor=LogitsProcessorList([_ForceFirstToken(digit_ids[1], length)]),
+                            return_dict_in_generate=True, output_logits=True)
+    first, after_one = output.logits
+    return [score_distribution(first[i], after_one[i], digit_ids) for i in range(len(conversations))]
 
 
 def batches_with_backoff(items: list[Any], size: int, ask: Callable[[list[Any]], list[Any]],

@@ -19,6 +19,9 @@ from typing import Any, Literal
 import yaml
 
 Dtype = Literal["bfloat16", "float16", "float32"]
+ImagesShown = Literal["edited", "original_and_edited"]
+CombineRule = Literal["min", "mean", "geometric_mean"]
+SINGLE_DIMENSION = "score"  # the name of the one dimension of a category given in the inline form
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEMPLATE_FIELDS = ("id", "category", "instruction", "description")
 
@@ -93,13 +96,37 @@ class EditConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class CategoryPrompts:
-    """How the judge is asked about one category."""
+class Dimension:
+    """One judged aspect of an edit (e.g. instruction compliance, or visual quality), with its own prompts."""
 
     system_prompt: str
     """System message of the judge."""
     user_prompt_template: str
     """User message; may use {id}, {category}, {instruction} and {description}."""
+    images: ImagesShown = "edited"
+    """What the judge sees: the edited image alone, or the original and the edited image (labelled as the first
+    and the second picture)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CategoryPrompts:
+    """How the judge is asked about one category.
+
+    Either one dimension inline (`system_prompt`, `user_prompt_template`, optionally `images`), or several named
+    `dimensions` and the `combine` rule that makes the sample's score from theirs. After loading, both forms are
+    held in `dimensions` (the inline one under the name `score`).
+    """
+
+    system_prompt: str | None = None
+    """Inline form: system message of the judge."""
+    user_prompt_template: str | None = None
+    """Inline form: user message; may use {id}, {category}, {instruction} and {description}."""
+    images: ImagesShown | None = None
+    """Inline form: what the judge sees (default: the edited image alone)."""
+    dimensions: dict[str, Dimension] | None = None
+    """Several dimensions, by name, each with its own prompts and images."""
+    combine: CombineRule | None = None
+    """How several dimensions' scores make the sample's score: min, mean or geometric_mean."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,10 +143,17 @@ class ScoreConfig:
     """Let the checkpoint run its own Python code when it loads; leave off unless you trust its source."""
     dtype: Dtype = "bfloat16"
     """Weights' dtype on the device."""
+    mode: Literal["expected", "generate"] = "expected"
+    """How a score is read. `expected`: the judge's next-token probabilities over 0..10 right after
+    `answer_prefix`, reported as sum p(s)*s over the valid scores (two forward passes; never unparsed).
+    `generate`: the judge writes its answer and the score is read from the text (`unparsed` if it has none)."""
+    answer_prefix: str = "Score: "
+    """Where the score begins in the judge's answer; every dimension's prompts must ask for it. `expected` mode
+    writes it as the start of the answer and reads the score's probabilities right after it."""
     batch_size: int = 4
-    """Samples judged in one generate call."""
+    """Judge queries (one per sample and dimension) in one forward batch."""
     max_new_tokens: int = 64
-    """Longest judge answer in tokens."""
+    """Longest judge answer in tokens (`generate` mode)."""
     prompts: dict[str, CategoryPrompts]
     """Judge prompts per category; its keys are the benchmark's categories."""
 
@@ -173,16 +207,20 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of keys")
     for dotted, value in (overrides or {}).items():
-        _set_dotted(raw, dotted, value)
+        _set_dotted(raw, dotted, value, source)
     config = _build(RunConfig, raw, source, "")
-    config = dataclasses.replace(config, source=source)
+    config = _check_prompts(dataclasses.replace(config, source=source))
     _check(config)
     return _resolve_paths(config)
 
 
 def to_dict(config: RunConfig) -> dict[str, Any]:
-    """The resolved config as plain JSON-ready data, written next to the outputs."""
-    return dataclasses.asdict(config)
+    """The resolved config as plain JSON-ready data, written next to the outputs (prompts as `dimensions`)."""
+    data = dataclasses.asdict(config)
+    for prompts in data["score"]["prompts"].values():
+        for key in ("system_prompt", "user_prompt_template", "images"):
+            del prompts[key]  # always empty once loaded: the inline form is held in `dimensions`
+    return data
 
 
 def stage_argument_parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -192,6 +230,9 @@ def stage_argument_parser(prog: str, description: str) -> argparse.ArgumentParse
     parser.add_argument("--output-dir", help="output folder (default: the config's output_dir)")
     parser.add_argument("--categories", nargs="+", help="only these categories")
     parser.add_argument("--limit", type=int, help="only the first N selected samples")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+                        help="set a config key for this run, e.g. --set score.mode=generate (repeatable; the value "
+                             "is read as YAML)")
     parser.add_argument("--restart", action="store_true",
                         help="discard this stage's work in the output folder (and what was computed from it) "
                              "and start over, instead of resuming")
@@ -199,17 +240,33 @@ def stage_argument_parser(prog: str, description: str) -> argparse.ArgumentParse
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """`stage_argument_parser` flags as `load_config` overrides (an output dir is relative to the cwd)."""
-    overrides = {"dataset.categories": args.categories, "dataset.limit": args.limit,
-                 "output_dir": os.path.abspath(args.output_dir) if args.output_dir else None}
-    return {k: v for k, v in overrides.items() if v is not None}
+    """`stage_argument_parser` flags as `load_config` overrides (an output dir is relative to the cwd).
+
+    Raises:
+        ConfigError: for a `--set` that is not KEY=VALUE.
+    """
+    overrides = {}
+    for item in args.settings:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item}: expected KEY=VALUE, e.g. --set score.mode=generate")
+        try:
+            overrides[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {item}: the value is not valid YAML: {e}") from None
+    flags = {"dataset.categories": args.categories, "dataset.limit": args.limit,
+             "output_dir": os.path.abspath(args.output_dir) if args.output_dir else None}
+    return {**overrides, **{k: v for k, v in flags.items() if v is not None}}
 
 
-def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
+def _set_dotted(raw: dict, dotted: str, value: Any, source: str) -> None:
     node = raw
     *parents, last = dotted.split(".")
-    for key in parents:
+    for i, key in enumerate(parents):
         node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{_where(source, '.'.join(parents[: i + 1]))}: is not a mapping, so '{dotted}' "
+                              "cannot be set")
     node[last] = value
 
 
@@ -320,9 +377,44 @@ def _check(config: RunConfig) -> None:
     for keypath, value in positive.items():
         if value < 1:
             raise ConfigError(f"{_where(src, keypath)}: must be at least 1, got {value}")
-    for category, prompts in config.score.prompts.items():
-        _check_template(prompts.user_prompt_template, src, f"score.prompts.{category}.user_prompt_template")
     _check_categories(config)
+
+
+def _check_prompts(config: RunConfig) -> RunConfig:
+    """Check each category's prompts in the form it was written, and return them all as `dimensions`."""
+    src, prefix = config.source, config.score.answer_prefix
+    if not prefix.strip():
+        raise ConfigError(f"{_where(src, 'score.answer_prefix')}: must contain text, e.g. 'Score: '")
+    normalized = {}
+    for category, prompts in config.score.prompts.items():
+        where = f"score.prompts.{category}"
+        inline = {k: getattr(prompts, k) for k in ("system_prompt", "user_prompt_template", "images")
+                  if getattr(prompts, k) is not None}
+        if prompts.dimensions is None:
+            for key in ("system_prompt", "user_prompt_template"):
+                if key not in inline:
+                    raise ConfigError(f"{_where(src, f'{where}.{key}')}: missing required key '{key}' "
+                                      "(or give several under 'dimensions')")
+            if prompts.combine is not None:
+                raise ConfigError(f"{_where(src, where + '.combine')}: only used with several 'dimensions'")
+            dimensions, paths = {SINGLE_DIMENSION: Dimension(**inline)}, {SINGLE_DIMENSION: where}
+        elif inline:
+            raise ConfigError(f"{_where(src, where)}: give either {', '.join(inline)} (one dimension) or "
+                              "'dimensions', not both")
+        else:
+            if len(prompts.dimensions) > 1 and prompts.combine is None:
+                raise ConfigError(f"{_where(src, where + '.combine')}: required with several dimensions "
+                                  "(min, mean or geometric_mean)")
+            dimensions = prompts.dimensions
+            paths = {name: f"{where}.dimensions.{name}" for name in dimensions}
+        for name, dimension in dimensions.items():
+            _check_template(dimension.user_prompt_template, src, f"{paths[name]}.user_prompt_template")
+            if prefix + "X" not in dimension.system_prompt + dimension.user_prompt_template:
+                raise ConfigError(
+                    f"{_where(src, paths[name])}: neither prompt asks for the answer format '{prefix}X' "
+                    "(score.answer_prefix, then X for the score), which both scoring modes read")
+        normalized[category] = CategoryPrompts(dimensions=dimensions, combine=prompts.combine or "mean")
+    return dataclasses.replace(config, score=dataclasses.replace(config.score, prompts=normalized))
 
 
 def _check_template(template: str, source: str, keypath: str) -> None:

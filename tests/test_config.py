@@ -29,6 +29,13 @@ def test_real_config_is_valid_and_uses_the_official_settings():
     assert config.score.model == "Qwen/Qwen3-VL-30B-A3B-Instruct"
     assert config.score.dtype == config.edit.dtype == "bfloat16"
     assert list(config.score.prompts) == FIVE
+    assert config.score.mode == "expected" and config.score.answer_prefix == "Score: "
+    for prompts in config.score.prompts.values():
+        assert prompts.combine == "geometric_mean"
+        assert {n: d.images for n, d in prompts.dimensions.items()} == {
+            "reasoning": "original_and_edited", "quality": "edited"}
+    reasoning = [p.dimensions["reasoning"].user_prompt_template for p in config.score.prompts.values()]
+    assert len(set(reasoning)) == 5                          # each category asks its own question
     assert config.score.env.venv == os.path.join(REPO, ".envs", "score")
 
 
@@ -49,17 +56,20 @@ def _error(tmp_path, text_change=None, **kwargs) -> str:
 
 
 def test_the_seed_systems_typo_names_the_right_key(tmp_path):
-    message = _error(tmp_path, text_change=("user_prompt_template: &user", "user_prompt: &user"))
-    assert "score.prompts.物理.user_prompt: unknown key; did you mean 'user_prompt_template'?" in message
+    message = _error(tmp_path, text_change=("      user_prompt_template: |\n        Category",
+                                            "      user_prompt: |\n        Category"))
+    assert "score.prompts.环境.user_prompt: unknown key; did you mean 'user_prompt_template'?" in message
 
 
 @pytest.mark.parametrize("changes, drop, expected", [
     ({"edit.num_inference_step": 2}, (), "edit.num_inference_step: unknown key; did you mean 'num_inference_steps'?"),
-    ({}, ("score.prompts.环境.user_prompt_template",), "score.prompts.环境.user_prompt_template: missing required key"),
+    ({}, ("score.prompts.环境.dimensions.score.user_prompt_template",),
+     "score.prompts.环境.dimensions.score.user_prompt_template: missing required key"),
     ({}, ("edit.model",), "edit.model: missing required key 'model'"),
-    ({"score.prompts.物理.user_prompt_template": "Do {instrution}"}, (),
-     "unknown placeholder '{instrution}'; did you mean '{instruction}'?"),
-    ({"score.prompts.物理.user_prompt_template": "Do {instruction"}, (), "not a valid template"),
+    ({"score.prompts.环境.dimensions.score.user_prompt_template": "Do {instrution}. Score: X"}, (),
+     "score.prompts.环境.dimensions.score.user_prompt_template: unknown placeholder '{instrution}'; "
+     "did you mean '{instruction}'?"),
+    ({"score.prompts.环境.dimensions.score.user_prompt_template": "Do {instruction"}, (), "not a valid template"),
     ({"edit.pipeline": "QwenImageEditPlus"}, (), "did you mean 'QwenImageEditPlusPipeline'?"),
     ({"edit.negative_prompt": None}, (), "edit.negative_prompt: required when true_cfg_scale > 1"),
     ({"edit.num_inference_steps": 1}, (), "edit.num_inference_steps: must be at least 2"),
@@ -111,3 +121,69 @@ def test_config_files_are_read_with_safe_load(tmp_path):
         f.write("output_dir: !!python/object/apply:os.system ['echo pwned']\n")
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(path)
+
+
+def _prompts_error(tmp_path, prompts, **score) -> str:
+    changes = {"score.prompts": {"物理": prompts}, "dataset.categories": None,
+               **{f"score.{k}": v for k, v in score.items()}}
+    return _error(tmp_path, changes=changes)
+
+
+ASKS = {"system_prompt": "Judge. Score: X", "user_prompt_template": "Do {instruction}."}
+
+
+def test_both_prompt_forms_load_as_dimensions(tmp_path):
+    config = load_config(write_config(tmp_path, {"score.prompts": {
+        "物理": {**ASKS, "images": "original_and_edited"},
+        "环境": {"dimensions": {"a": ASKS, "b": {**ASKS, "images": "original_and_edited"}}, "combine": "min"},
+    }, "dataset.categories": None}))
+    physics, environment = config.score.prompts["物理"], config.score.prompts["环境"]
+    assert list(physics.dimensions) == ["score"] and physics.dimensions["score"].images == "original_and_edited"
+    assert physics.combine == "mean" and physics.system_prompt is None
+    assert {n: d.images for n, d in environment.dimensions.items()} == {"a": "edited", "b": "original_and_edited"}
+    assert environment.combine == "min"
+
+
+@pytest.mark.parametrize("prompts, score, expected", [
+    ({**ASKS, "dimensions": {"a": ASKS}}, {}, "score.prompts.物理: give either system_prompt, user_prompt_template "
+                                             "(one dimension) or 'dimensions', not both"),
+    ({"dimensions": {"a": ASKS, "b": ASKS}}, {}, "score.prompts.物理.combine: required with several dimensions"),
+    ({**ASKS, "combine": "min"}, {}, "score.prompts.物理.combine: only used with several 'dimensions'"),
+    ({"dimensions": {"a": ASKS, "b": ASKS}, "combine": "median"}, {}, "'median' is not one of"),
+    ({"dimensions": {"a": {**ASKS, "images": "both"}}}, {}, "score.prompts.物理.dimensions.a.images: 'both' is not one of"),
+    ({"dimensions": {"a": {"system_prompt": "Judge.", "user_prompt_template": "Do it."}}}, {},
+     "score.prompts.物理.dimensions.a: neither prompt asks for the answer format 'Score: X'"),
+    (ASKS, {"answer_prefix": "Score:"}, "score.prompts.物理: neither prompt asks for the answer format 'Score:X'"),
+    (ASKS, {"answer_prefix": "  "}, "score.answer_prefix: must contain text"),
+    (ASKS, {"mode": "logits"}, "score.mode: 'logits' is not one of ['expected', 'generate']"),
+    ({"dimensions": {"a": {**ASKS, "user_prompt_template": "Do {instruction} {orignal}."}}}, {},
+     "score.prompts.物理.dimensions.a.user_prompt_template: unknown placeholder '{orignal}'"),
+])
+def test_prompt_mistakes_are_named_at_the_path_written(tmp_path, prompts, score, expected):
+    assert expected in _prompts_error(tmp_path, prompts, **score)
+
+
+def test_a_chinese_answer_format_is_accepted_when_the_prompts_ask_for_it(tmp_path):
+    prompts = {"system_prompt": "请评分。输出：评分：X", "user_prompt_template": "指令：{instruction}"}
+    config = load_config(write_config(tmp_path, {"score.prompts": {"物理": prompts}, "dataset.categories": None,
+                                                 "score.answer_prefix": "评分："}))
+    assert config.score.prompts["物理"].dimensions["score"].system_prompt == prompts["system_prompt"]
+
+
+def test_set_flags_override_any_key_with_yaml_values_and_are_validated(tmp_path):
+    from shards.config import overrides_from_args, stage_argument_parser
+
+    parser = stage_argument_parser("x", "x")
+    args = parser.parse_args(["--config", "c", "--set", "score.mode=generate", "--set", "score.batch_size=3",
+                              "--set", "dataset.categories=[物理, 指代]", "--limit", "2"])
+    overrides = overrides_from_args(args)
+    assert overrides == {"score.mode": "generate", "score.batch_size": 3, "dataset.categories": ["物理", "指代"],
+                         "dataset.limit": 2}
+    config = load_config(write_config(tmp_path), overrides)
+    assert (config.score.mode, config.score.batch_size, config.dataset.limit) == ("generate", 3, 2)
+    with pytest.raises(ConfigError, match="score.mod: unknown key; did you mean 'mode'"):
+        load_config(write_config(tmp_path), {"score.mod": "generate"})
+    with pytest.raises(ConfigError, match="--set score.mode: expected KEY=VALUE"):
+        overrides_from_args(parser.parse_args(["--config", "c", "--set", "score.mode"]))
+    with pytest.raises(ConfigError, match="score.mode: is not a mapping"):
+        load_config(write_config(tmp_path), {"score.mode.x": 1})

@@ -72,13 +72,13 @@ def test_kill_9_of_a_rank_mid_edit_loses_only_its_open_part_and_resumes_on_3_ran
 def test_kill_9_of_a_rank_mid_score_loses_no_recorded_judgement_and_resumes_on_1_rank(pythons, demo_run, tmp_path):
     config, out = demo_run[0], copy_run(demo_run[1], str(tmp_path / "run"), scores=False)
     args = ["--config", config, "--output-dir", out]
-    # Rank 1 is killed as it starts its 2nd batch (batch size 2): its 1st batch is recorded.
+    # Rank 1 is killed as it starts its 2nd batch of 2 queries: its 1st batch held phys-02's two dimensions.
     first = torchrun(pythons["score"], "score_stage", 2, args,
-                     env=fault("score_stage.judge:generate_answers", 1, "kill", call=2))
+                     env=fault("score_stage.judge:Judge.ask", 1, "kill", call=2))
     assert first.returncode != 0 and "Signal 9 (SIGKILL)" in _output(first)
     logged = _by_rank(JUDGED, _output(first))
     recorded = [r["id"] for r in read_journals(journal_paths(out, "score")).records]
-    assert len(logged[1]) == 2 and set(logged[1]) <= set(recorded)
+    assert logged[1] == ["phys-02"] and "phys-02" in recorded
     assert set(i for ids in logged.values() for i in ids) <= set(recorded)   # every judgement shown was kept
 
     second = torchrun(pythons["score"], "score_stage", 1, args)
@@ -172,9 +172,9 @@ def test_an_exception_on_rank_1_ends_the_job_within_seconds_naming_stage_rank_an
 def test_a_score_batch_out_of_memory_is_retried_at_half_size(pythons, demo_run, tmp_path):
     config, out = demo_run[0], copy_run(demo_run[1], str(tmp_path / "run"), scores=False)
     done = torchrun(pythons["score"], "score_stage", 2, ["--config", config, "--output-dir", out],
-                    env=fault("score_stage.judge:generate_answers", 0, "oom", batch_arg=2, max_batch=1))
+                    env=fault("score_stage.judge:Judge.ask", 0, "oom", batch_arg=1, max_batch=1))
     assert done.returncode == 0, _output(done)
-    assert "[score r0/2] out of GPU memory judging 2 samples at once; retrying with batch size 1" in _output(done)
+    assert "[score r0/2] out of GPU memory judging 2 queries at once; retrying with batch size 1" in _output(done)
     _exactly_once([s["id"] for s in _report(out)["samples"]])
 
 

@@ -4,6 +4,8 @@ import csv
 import io
 import json
 
+import pytest
+
 from score_stage.report import build_report, markdown_table, results_csv, stats, write_report
 
 
@@ -18,7 +20,8 @@ RESULTS = [_r("a", "物理", 8.0), _r("b", "物理", None, "unparsed", "hmm"), _
 
 
 def test_stats_use_scored_samples_only():
-    assert stats(RESULTS) == {"count": 5, "scored": 3, "unparsed": 1, "failed": 1, "mean": 6.0, "min": 4.0, "max": 8.0}
+    assert stats(RESULTS) == {"count": 5, "scored": 3, "unparsed": 1, "failed": 1, "mean": 6.0, "min": 4.0, "max": 8.0,
+                              "dimensions": {}}
     assert stats([_r("x", "c", None, "unparsed")])["mean"] is None
 
 
@@ -30,11 +33,51 @@ def test_report_keeps_config_order_and_skips_empty_categories():
     assert report["overall"]["count"] == 5 and report["world_size"] == {"edit": 2, "score": 2}
 
 
-def test_markdown_table_has_a_row_per_category_and_overall():
+def _dims(sample_id, category, **scores):
+    dimensions = {name: {"score": score, "response": f"Score: {score}"} for name, score in scores.items()}
+    parsed = all(v is not None for v in scores.values())
+    combined = min(scores.values()) if parsed else None
+    return {**_r(sample_id, category, combined, "ok" if parsed else "unparsed"), "dimensions": dimensions}
+
+
+# Uneven categories: 物理 has 3 scored samples, 环境 1, 社会 none scored; one 物理 sample lacks a quality score.
+UNEVEN = [_dims("p1", "物理", reasoning=9.0, quality=7.0), _dims("p2", "物理", reasoning=5.0, quality=3.0),
+          _dims("p3", "物理", reasoning=8.0, quality=8.0), _dims("p4", "物理", reasoning=6.0, quality=None),
+          _dims("e1", "环境", reasoning=2.0, quality=4.0), _dims("s1", "社会", reasoning=None, quality=None)]
+
+
+def test_both_averages_on_uneven_categories_match_hand_computation():
+    o = build_report(UNEVEN, ["物理", "环境", "社会"])["overall"]
+    # sample scores (min of the two): 物理 7, 3, 8 -> mean 6; 环境 2 -> mean 2; 社会 none.
+    assert o["mean_over_samples"] == pytest.approx((7 + 3 + 8 + 2) / 4)
+    assert o["scored"] == 4 and o["unparsed"] == 2 and o["count"] == 6
+    assert o["mean_over_categories"] == pytest.approx((6 + 2) / 2) and o["categories_in_mean"] == 2
+    reasoning, quality = o["dimensions"]["reasoning"], o["dimensions"]["quality"]
+    assert reasoning["scored"] == 5 and reasoning["mean_over_samples"] == pytest.approx((9 + 5 + 8 + 6 + 2) / 5)
+    assert reasoning["mean_over_categories"] == pytest.approx(((9 + 5 + 8 + 6) / 4 + 2) / 2)
+    assert quality["scored"] == 4 and quality["mean_over_samples"] == pytest.approx((7 + 3 + 8 + 4) / 4)
+    assert quality["mean_over_categories"] == pytest.approx((6 + 4) / 2) and quality["categories_in_mean"] == 2
+
+
+def test_markdown_table_has_a_row_per_category_and_both_averages():
     table = markdown_table(build_report(RESULTS, ["物理", "环境", "指代"]))
     assert "| 物理 | 2 | 1 | 1 | 0 | 8.000 | 8.000 | 8.000 |" in table
     assert "| 指代 | 1 | 0 | 0 | 1 | – | – | – |" in table
-    assert table.splitlines()[-1].startswith("| **overall** | 5 | 3 |")
+    assert table.splitlines()[-2].startswith("| **mean over samples** | 5 | 3 | 1 | 1 | 6.000 |")
+    assert table.splitlines()[-1] == "| **mean over categories** | 2 categories | | | | 6.500 | | |"
+
+
+def test_markdown_table_shows_each_dimension_when_there_are_several():
+    lines = markdown_table(build_report(UNEVEN, ["物理", "环境", "社会"])).splitlines()
+    assert lines[0].endswith("| max | reasoning | quality |")
+    assert lines[2] == "| 物理 | 4 | 3 | 1 | 0 | 6.000 | 3.000 | 8.000 | 7.000 | 6.000 |"
+    assert lines[-1].endswith("| 4.000 | | | 4.500 | 5.000 |")
+
+
+def test_csv_has_a_score_column_per_dimension():
+    rows = list(csv.DictReader(io.StringIO(results_csv(UNEVEN))))
+    assert list(rows[0])[:6] == ["id", "category", "score", "status", "score:reasoning", "score:quality"]
+    assert (rows[3]["score"], rows[3]["score:reasoning"], rows[3]["score:quality"]) == ("", "6.0", "")
 
 
 def test_csv_quotes_multiline_responses():

@@ -49,7 +49,7 @@ def test_a_changed_dataset_file_is_named(tmp_path):
 
 def test_a_changed_judge_prompt_is_named_for_the_score_stage_only(tmp_path):
     out = _started(tmp_path, stage="score")
-    changed = load_config(write_config(tmp_path, {"score.prompts.物理.system_prompt": "Be harsh."}))
+    changed = load_config(write_config(tmp_path, {"score.prompts.环境.dimensions.score.system_prompt": "Be harsh."}))
     with pytest.raises(ResumeError, match="score.prompts: was"):
         check_identity(out, "score", run_identity(changed, "score"))
     check_identity(out, "edit", run_identity(changed, "edit"))          # the edit stage never started here
@@ -66,6 +66,25 @@ def test_a_model_folder_replaced_by_another_is_noticed(tmp_path):
     (model / "vae" / "weights.safetensors").write_bytes(b"\0" * 11)
     assert model_fingerprint(str(model)) != before
     assert model_fingerprint("Qwen/Qwen-Image-Edit-2511") is None       # a hub id: nothing on disk to read
+
+
+def test_a_model_folder_built_on_first_use_is_recorded_once_it_exists(tmp_path):
+    model = tmp_path / "tiny"                                           # what build_tiny makes on first use
+    config = load_config(write_config(tmp_path, {"score.model": str(model), "score.build_tiny": True}))
+    out = str(tmp_path / "out")
+    before_build = run_identity(config, "score")
+    assert before_build["score.model files fingerprint"] is None
+    check_identity(out, "score", before_build)                          # first run: nothing recorded yet
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    begin_attempt(out, "score", run_identity(config, "score"), world_size=1)   # recorded after the build
+    check_identity(out, "score", run_identity(config, "score"))         # the rerun resumes
+    begin_attempt(str(tmp_path / "early"), "score", before_build, world_size=1)
+    check_identity(str(tmp_path / "early"), "score", run_identity(config, "score"))  # unknown differs from nothing
+    begin_attempt(str(tmp_path / "early"), "score", run_identity(config, "score"), world_size=1)
+    (model / "config.json").write_text('{"changed": true}')
+    with pytest.raises(ResumeError, match="score.model files fingerprint: was"):
+        check_identity(str(tmp_path / "early"), "score", run_identity(config, "score"))
 
 
 def _touch(out, *names):

@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from conftest import torchrun, write_config
+from conftest import copy_run, torchrun, write_config
 from shards.store import read_image, read_manifest, verify_shards
 
 pytestmark = pytest.mark.slow
@@ -62,21 +62,41 @@ def test_an_edited_image_does_not_depend_on_the_number_of_ranks(pythons, edited,
         assert torch.equal(read_image(single, sample), read_image(out, two_ranks[sample["id"]]))
 
 
-def test_score_stage_reports_every_sample_once(edited, scored):
+def test_score_stage_reports_every_sample_once_in_expected_mode(edited, scored):
     report, output = scored
     assert [s["id"] for s in report["samples"]] == IDS
-    assert report["world_size"] == {"edit": 2, "score": 2}
+    assert report["world_size"] == {"edit": 2, "score": 2} and report["scoring_mode"] == "expected"
     assert list(report["categories"]) == ["物理", "指代"]
     for sample in report["samples"]:
-        assert sample["status"] in ("ok", "unparsed")
-        assert (sample["score"] is None) == (sample["status"] == "unparsed")
-    assert report["overall"]["count"] == 4
-    assert report["overall"]["scored"] + report["overall"]["unparsed"] == 4
+        assert sample["status"] == "ok" and 0.0 <= sample["score"] <= 10.0       # expected mode never fails to score
+        for answer in sample["dimensions"].values():
+            assert len(answer["distribution"]) == 11 and abs(sum(answer["distribution"]) - 1) < 1e-4
+    physics = report["samples"][0]["dimensions"]
+    assert list(physics) == ["reasoning", "quality"]                           # 物理: two dimensions, min
+    assert report["samples"][0]["score"] == min(a["score"] for a in physics.values())
+    assert list(report["samples"][2]["dimensions"]) == ["score"]               # 指代: one, inline
+    o = report["overall"]
+    assert (o["count"], o["scored"], o["unparsed"]) == (4, 4, 0) and o["categories_in_mean"] == 2
     # tqdm's cursor movements may precede a line, so look for the lines anywhere in the output.
     judged = re.findall(r"\[score r(\d)/2\] [^/\s]+/(\S+) score=", output)
     assert sorted(i for _, i in judged) == sorted(IDS) and {r for r, _ in judged} == {"0", "1"}
     _, out, _ = edited
     assert os.path.isfile(os.path.join(out, "results.csv")) and os.path.isfile(os.path.join(out, "report.md"))
+
+
+def test_generate_mode_on_the_same_edits_reports_every_sample(pythons, edited, tmp_path):
+    config, out, _ = edited
+    copy = copy_run(out, str(tmp_path / "generate"), scores=False)
+    done = torchrun(pythons["score"], "score_stage", 2,
+                    ["--config", config, "--output-dir", copy, "--set", "score.mode=generate"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    with open(os.path.join(copy, "report.json"), encoding="utf-8") as f:
+        report = json.load(f)
+    assert [s["id"] for s in report["samples"]] == IDS and report["scoring_mode"] == "generate"
+    for sample in report["samples"]:
+        assert sample["status"] in ("ok", "unparsed") and (sample["score"] is None) == (sample["status"] == "unparsed")
+        assert all(isinstance(a["response"], str) for a in sample["dimensions"].values())
+    assert report["overall"]["scored"] + report["overall"]["unparsed"] == 4
 
 
 def test_the_stages_ran_with_different_transformers(scored):

@@ -10,7 +10,8 @@ On that rank, the wrapper counts calls of `target` and, on call number `call` (1
 - "kill": sends SIGKILL to its own process: a real kill -9, no handler, `finally` or flush runs;
 - "raise": raises RuntimeError("injected fault ...").
 With "action": "oom" it instead raises torch.OutOfMemoryError on every call whose argument number `batch_arg`
-(0-based) holds more than `max_batch` items, on the given rank, like a GPU that fits only `max_batch` samples.
+(0-based, `self` included for a method) holds more than `max_batch` items, on the given rank, like a GPU that
+fits only `max_batch` samples.
 """
 
 import importlib
@@ -23,9 +24,12 @@ _SPEC = os.environ.get("EDIT_BENCH_FAULT")
 
 
 def _install(spec: dict) -> None:
-    module_name, name = spec["target"].split(":")
-    module = importlib.import_module(module_name)
-    original = getattr(module, name)
+    module_name, path = spec["target"].split(":")
+    *owners, name = path.split(".")            # "score_stage.judge:Judge.ask" wraps a method
+    owner = importlib.import_module(module_name)
+    for attribute in owners:
+        owner = getattr(owner, attribute)
+    original = getattr(owner, name)
     calls = 0
 
     def wrapper(*args, **kwargs):
@@ -42,7 +46,7 @@ def _install(spec: dict) -> None:
             raise RuntimeError(f"injected fault in {spec['target']} on rank {os.environ['RANK']}, call {calls}")
         return original(*args, **kwargs)
 
-    setattr(module, name, wrapper)
+    setattr(owner, name, wrapper)
 
 
 if _SPEC and "RANK" in os.environ:
