@@ -18,8 +18,8 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from shards.config import RunConfig, load_config, overrides_from_args, stage_argument_parser, to_dict
 from shards.dataset import ImageCheck, Sample, check_images, derive_seed, load_dataset, select_samples, split_for_rank
-from shards.dist import (DistState, Terminated, all_gather_json, barrier, check_in_parallel, init_distributed,
-                         sigterm_raises, teardown)
+from shards.dist import (DistState, Terminated, all_gather_json, barrier, finish, init_distributed,
+                         map_in_parallel, sigterm_raises, teardown)
 from shards.logs import EVERY_RANK, exit_on_input_error, progress, setup_logging
 from shards.resume import ResumeError, begin_attempt, check_identity, end_attempt, restart, run_identity
 from shards.store import ShardWriter, package_versions, read_parts, shard_problem, write_manifest
@@ -62,7 +62,7 @@ def resume_point(config: RunConfig, state: DistState, plan: Plan, restart_reques
     recorded = read_parts(config.output_dir)
     for line in recorded.skipped:
         log.warning("ignoring %s", line)
-    problems = check_in_parallel(recorded.records, lambda part: shard_problem(config.output_dir, part), state)
+    problems = map_in_parallel(recorded.records, lambda part: shard_problem(config.output_dir, part), state)
     trusted = []
     for part, problem in zip(recorded.records, problems):
         if problem:
@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> None:
             path = write_manifest(config.output_dir, manifest)
             log.info("wrote %s (%d samples, %d failed, in %d shards)", path, len(manifest["samples"]),
                      len(plan.images.failed), len(manifest["shards"]))
+        finish()
     except Terminated as e:
         log.warning("%s; finished images are kept in closed shard parts", e, extra=EVERY_RANK)
         raise SystemExit(143) from None

@@ -132,4 +132,6 @@ def run_both(config, pythons: dict[str, str], args: argparse.Namespace) -> None:
 def print_summary(output_dir: str) -> None:
     with open(os.path.join(output_dir, "report.md"), encoding="utf-8") as f:
         print("\n" + f.read().strip(), flush=True)
-    print(f"\n[launch] report: {os.path.join(output_dir, 'report.json')}", flush=True)
+    print(f"\n[launch] report: {os.path.join(output_dir, 'report.html')}", flush=True)
+    print(f"[launch] data: {os.path.join(output_dir, 'report.json')}, {os.path.join(output_dir, 'results.csv')}",
+          flush=True)

@@ -114,8 +114,8 @@ def _rank_errors(log_dir: str) -> str:
     return "\n".join(lines)
 
 
-_ROOT_CAUSE = re.compile(r"Root Cause \(first observed failure\):.*?rank\s*:\s*(\d+)[^\n]*\n.*?exitcode\s*:\s*([^\n]*)\n"
-                         r".*?traceback\s*:\s*([^\n]*)", re.DOTALL)
+_ROOT_CAUSE = re.compile(r"Root Cause \(first observed failure\):.*?rank\s*:\s*(\d+)[^\n]*\n"
+                         r".*?exitcode\s*:\s*([^\n]*)\n.*?traceback\s*:\s*([^\n]*)", re.DOTALL)
 
 
 def _root_cause(output: str) -> str:

@@ -19,7 +19,7 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from shards.config import RunConfig, load_config, overrides_from_args, stage_argument_parser, to_dict
 from shards.dataset import DatasetError, select_samples, split_for_rank
-from shards.dist import DistState, all_gather_json, barrier, check_in_parallel, init_distributed, teardown
+from shards.dist import DistState, all_gather_json, barrier, finish, init_distributed, map_in_parallel, teardown
 from shards.journal import JournalWriter, journal_path, journal_paths, read_journals
 from shards.logs import EVERY_RANK, exit_on_input_error, progress, setup_logging
 from shards.resume import begin_attempt, check_identity, end_attempt, restart, run_identity
@@ -49,7 +49,7 @@ def verify_inputs_before_judging(config: RunConfig, manifest: dict, entries: lis
     shards = [s for s in manifest["shards"] if s["path"] in needed]
     originals = [e for e in todo if _sees_original(config, e)]
     checks = [("shard", s) for s in shards] + [("original", e) for e in originals]
-    problems = [p for p in check_in_parallel(checks, lambda c: _input_problem(config, manifest, *c), state) if p]
+    problems = [p for p in map_in_parallel(checks, lambda c: _input_problem(config, manifest, *c), state) if p]
     if problems:
         raise ShardError("; ".join(problems) + f" (as recorded in {config.output_dir}/manifest.json); "
                                                "nothing was judged")
@@ -159,8 +159,27 @@ def _images(config: RunConfig, manifest: dict, entry: dict[str, Any], shown: str
         return [original.convert("RGB"), edited]
 
 
+def make_thumbnails(config: RunConfig, manifest: dict, entries: list[dict], state: DistState) -> dict[str, dict]:
+    """Sample id -> {"original", "edited"} JPEG data URIs for report.html, each rank making a share.
+
+    An image that cannot be read (the original of a sample that failed in the edit stage) has None.
+    """
+    from score_stage.html_report import thumbnail
+
+    def pair(entry: dict) -> dict[str, str | None]:
+        try:
+            with Image.open(_original_path(manifest, entry)) as original:
+                original_uri = thumbnail(original)
+        except (OSError, SyntaxError, ValueError):
+            original_uri = None
+        edited = read_image(config.output_dir, entry).numpy() if entry["status"] == "ok" else None
+        return {"original": original_uri, "edited": None if edited is None else thumbnail(Image.fromarray(edited))}
+
+    return dict(zip((e["id"] for e in entries), map_in_parallel(entries, pair, state)))
+
+
 def write_outputs(config: RunConfig, manifest: dict, entries: list[dict], judged: dict[str, dict],
-                  attempts: list[dict], state: DistState, log) -> None:
+                  attempts: list[dict], thumbnails: dict[str, dict], state: DistState, log) -> None:
     """Rank 0: the report in manifest order (failed samples included), its files, and the summary lines."""
     from score_stage.report import build_report, format_score, markdown_table, write_report
     from score_stage.results import failed_result
@@ -176,13 +195,13 @@ def write_outputs(config: RunConfig, manifest: dict, entries: list[dict], judged
                    "score": round(sum(a.get("elapsed_s", 0.0) for a in attempts), 3)},
         config=to_dict(config),
     )
-    paths = write_report(config.output_dir, report)
+    paths = write_report(config.output_dir, report, thumbnails)
     o = report["overall"]
     log.info("%d samples: mean over samples %s (%d scored), mean over categories %s (%d categories), "
              "unparsed %d, failed %d", o["count"], format_score(o["mean_over_samples"]), o["scored"],
              format_score(o["mean_over_categories"]), o["categories_in_mean"], o["unparsed"], o["failed"])
     log.info("per category:\n%s", markdown_table(report))
-    log.info("report: %s", paths["json"])
+    log.info("report: %s and %s", paths["json"], paths["html"])
 
 
 @record
@@ -214,11 +233,13 @@ def main(argv: list[str] | None = None) -> None:
             begin_attempt(config.output_dir, "score", run_identity(config, "score"),
                           world_size=state.world_size, done_before=len(judged_before), to_do=len(todo))
         shares = all_gather_json(judge_share(config, manifest, state, mine, log) if mine else [], state)
+        thumbnails = make_thumbnails(config, manifest, entries, state)
         if state.is_main:
             attempts = end_attempt(config.output_dir, "score", judged=len(todo),
                                    elapsed_s=round(time.perf_counter() - start, 3))
             judged = {**judged_before, **{r["id"]: r for share in shares for r in share}}
-            write_outputs(config, manifest, entries, judged, attempts, state, log)
+            write_outputs(config, manifest, entries, judged, attempts, thumbnails, state, log)
+        finish()
     finally:
         teardown()
 

@@ -11,7 +11,7 @@ import io
 import os
 from typing import Any, Callable, Iterable
 
-from shards.store import atomic_write, atomic_write_json
+from shards.store import REPORT_NAMES, atomic_write, atomic_write_json
 
 STATUSES = ("ok", "unparsed", "failed")
 CSV_COLUMNS = ("id", "category", "score", "status", "instruction", "response", "reason")
@@ -96,7 +96,8 @@ def markdown_table(report: dict[str, Any]) -> str:
                      f"{format_score(s['mean'])} | {format_score(s['min'])} | {format_score(s['max'])} |{dims}")
     dims = "".join(f" {format_score(o['dimensions'][n]['mean_over_samples'])} |" for n in names)
     lines.append(f"| **mean over samples** | {o['count']} | {o['scored']} | {o['unparsed']} | {o['failed']} | "
-                 f"{format_score(o['mean_over_samples'])} | {format_score(o['min'])} | {format_score(o['max'])} |{dims}")
+                 f"{format_score(o['mean_over_samples'])} | {format_score(o['min'])} | {format_score(o['max'])} |"
+                 f"{dims}")
     dims = "".join(f" {format_score(o['dimensions'][n]['mean_over_categories'])} |" for n in names)
     lines.append(f"| **mean over categories** | {o['categories_in_mean']} categories | | | | "
                  f"{format_score(o['mean_over_categories'])} | | |{dims}")
@@ -118,11 +119,17 @@ def results_csv(results: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def write_report(output_dir: str, report: dict[str, Any]) -> dict[str, str]:
-    """Write report.json, results.csv and report.md atomically; returns their paths by kind."""
-    paths = {kind: os.path.join(output_dir, name)
-             for kind, name in (("json", "report.json"), ("csv", "results.csv"), ("md", "report.md"))}
+def write_report(output_dir: str, report: dict[str, Any], thumbnails: dict[str, dict]) -> dict[str, str]:
+    """Write report.json, results.csv, report.md and report.html atomically; returns their paths by kind.
+
+    Args:
+        thumbnails: Sample id -> {"original", "edited"} image data URIs for report.html.
+    """
+    from score_stage.html_report import build_html
+
+    paths = {kind: os.path.join(output_dir, name) for kind, name in zip(("json", "csv", "md", "html"), REPORT_NAMES)}
     atomic_write_json(paths["json"], report)
+    atomic_write(paths["html"], build_html(report, thumbnails).encode("utf-8"))
     atomic_write(paths["csv"], results_csv(report["samples"]).encode("utf-8"))
     unparsed = [r["id"] for r in report["samples"] if r["status"] == "unparsed"]
     failed = [f"{r['id']} ({r['reason']})" for r in report["samples"] if r["status"] == "failed"]

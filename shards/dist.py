@@ -55,8 +55,17 @@ def init_distributed(timeout_s: int) -> DistState:
     return DistState(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
 
 
+def finish() -> None:
+    """On success, wait until every rank is done before any leaves (rank 0 may still be writing files).
+
+    A rank that tears down alone while its peers still hold the process group was seen once to abort at exit
+    ("terminate called without an active exception", gloo); leaving together is the usual remedy.
+    """
+    barrier()
+
+
 def teardown() -> None:
-    """Leave the process group, if one was joined."""
+    """Leave the process group, if one was joined (on failure too: then without waiting for anyone)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
@@ -87,12 +96,13 @@ def all_gather_json(obj: Any, state: DistState) -> list[Any]:
     return [json.loads(c[: int(s.item())].cpu().numpy().tobytes().decode("utf-8")) for c, s in zip(chunks, sizes)]
 
 
-def check_in_parallel(items: Sequence[Any], check: Callable[[Any], Any], state: DistState) -> list[Any]:
-    """`check(item)` for every item, each rank taking every world_size-th; all results, in order, on every rank.
+def map_in_parallel(items: Sequence[Any], fn: Callable[[Any], Any], state: DistState) -> list[Any]:
+    """`fn(item)` for every item, each rank taking every world_size-th; all results, in order, on every rank.
 
-    `check` must return JSON-ready values. Used to verify shard checksums once in total, not once per rank.
+    `fn` must return JSON-ready values. Used to verify shard checksums, or make thumbnails, once in total rather
+    than once per rank.
     """
-    mine = {str(i): check(items[i]) for i in range(state.rank, len(items), state.world_size)}
+    mine = {str(i): fn(items[i]) for i in range(state.rank, len(items), state.world_size)}
     merged = {int(k): v for share in all_gather_json(mine, state) for k, v in share.items()}
     return [merged[i] for i in range(len(items))]
 

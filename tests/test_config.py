@@ -80,7 +80,8 @@ def test_the_seed_systems_typo_names_the_right_key(tmp_path):
     ({"dataset.categories": ["物里"]}, (), "dataset.categories[0]: unknown category '物里'; did you mean '物理'?"),
     ({"edit.env": {"python": "/usr/bin/python3", "venv": "x"}}, (), "edit.env: set only one of python, conda, venv"),
     ({"score.prompts": {}}, (), "score.prompts: expected a non-empty mapping"),
-    ({"distributed": {"nproc_per_node": 2, "timout_s": 5}}, (), "distributed.timout_s: unknown key; did you mean 'timeout_s'?"),
+    ({"distributed": {"nproc_per_node": 2, "timout_s": 5}}, (),
+     "distributed.timout_s: unknown key; did you mean 'timeout_s'?"),
 ])
 def test_mistakes_are_named_with_their_key_path(tmp_path, changes, drop, expected):
     assert expected in _error(tmp_path, changes=changes, drop=drop)
@@ -150,7 +151,8 @@ def test_both_prompt_forms_load_as_dimensions(tmp_path):
     ({"dimensions": {"a": ASKS, "b": ASKS}}, {}, "score.prompts.物理.combine: required with several dimensions"),
     ({**ASKS, "combine": "min"}, {}, "score.prompts.物理.combine: only used with several 'dimensions'"),
     ({"dimensions": {"a": ASKS, "b": ASKS}, "combine": "median"}, {}, "'median' is not one of"),
-    ({"dimensions": {"a": {**ASKS, "images": "both"}}}, {}, "score.prompts.物理.dimensions.a.images: 'both' is not one of"),
+    ({"dimensions": {"a": {**ASKS, "images": "both"}}}, {},
+     "score.prompts.物理.dimensions.a.images: 'both' is not one of"),
     ({"dimensions": {"a": {"system_prompt": "Judge.", "user_prompt_template": "Do it."}}}, {},
      "score.prompts.物理.dimensions.a: neither prompt asks for the answer format 'Score: X'"),
     (ASKS, {"answer_prefix": "Score:"}, "score.prompts.物理: neither prompt asks for the answer format 'Score:X'"),

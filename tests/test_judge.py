@@ -1,6 +1,7 @@
 """The judge on a tiny random-weight Qwen3-VL (built here, loaded with from_pretrained): expected mode against a hand
 computation from the same forward passes, two-image dimensions, forward passes per batch, and tokenizer guards."""
 
+import dataclasses
 import time
 
 import pytest
@@ -112,7 +113,7 @@ def _forward_passes(judge, queries):
 def test_expected_mode_makes_two_forward_passes_a_batch_generate_up_to_max_new_tokens(judge_config, judge):
     queries = _queries(judge.cfg)
     expected_passes, expected_s, _ = _forward_passes(judge, queries)
-    generating = Judge(type(judge_config)(**{**judge_config.__dict__, "mode": "generate"}), torch.device("cpu"))
+    generating = Judge(dataclasses.replace(judge_config, mode="generate"), torch.device("cpu"))
     generate_passes, generate_s, answers = _forward_passes(generating, queries)
     assert expected_passes == 2
     assert 1 <= generate_passes <= judge_config.max_new_tokens and all("response" in a for a in answers)

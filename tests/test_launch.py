@@ -39,7 +39,7 @@ def test_demo_end_to_end(pythons, tmp_path):
     assert envs["edit"][1].startswith("4.57.") and envs["score"][1].startswith("5.")
     assert "| **mean over samples** | 10 | 10 | 0 | 0 |" in output and "| **mean over categories** | 5 categories" in output
     assert report["overall"]["unparsed"] == 0                        # expected mode: every sample has a score
-    assert f"[launch] report: {out}/report.json" in output
+    assert f"[launch] report: {out}/report.html" in output and f"[launch] data: {out}/report.json" in output
 
     again = launch(["--config", DEMO_CONFIG, "--output-dir", out, "--nproc-per-node", "1"])
     output = again.stdout + again.stderr

@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import os
 
 import pytest
 
@@ -11,8 +12,10 @@ from score_stage.report import build_report, markdown_table, results_csv, stats,
 
 def _r(sample_id, category, score, status="ok", response="Score: 1"):
     result = {"id": sample_id, "category": category, "score": score, "status": status, "response": response,
-              "instruction": "do it"}
-    return {**result, "reason": "cannot decode image e.png: truncated"} if status == "failed" else result
+              "instruction": "do it", "dimensions": {"score": {"score": score, "response": response}}}
+    if status == "failed":
+        return {**result, "dimensions": {}, "reason": "cannot decode image e.png: truncated"}
+    return result
 
 
 RESULTS = [_r("a", "物理", 8.0), _r("b", "物理", None, "unparsed", "hmm"), _r("c", "环境", 4.0),
@@ -21,7 +24,7 @@ RESULTS = [_r("a", "物理", 8.0), _r("b", "物理", None, "unparsed", "hmm"), _
 
 def test_stats_use_scored_samples_only():
     assert stats(RESULTS) == {"count": 5, "scored": 3, "unparsed": 1, "failed": 1, "mean": 6.0, "min": 4.0, "max": 8.0,
-                              "dimensions": {}}
+                              "dimensions": {"score": {"scored": 3, "mean": 6.0}}}
     assert stats([_r("x", "c", None, "unparsed")])["mean"] is None
 
 
@@ -88,10 +91,13 @@ def test_csv_quotes_multiline_responses():
     assert failed[0]["status"] == "failed" and failed[0]["reason"] == "cannot decode image e.png: truncated"
 
 
-def test_write_report_writes_three_files(tmp_path):
-    report = build_report(RESULTS, ["物理", "环境", "指代"], edit_model="e", judge_model="j")
-    paths = write_report(str(tmp_path), report)
+def test_write_report_writes_four_files(tmp_path):
+    report = build_report(RESULTS, ["物理", "环境", "指代"], edit_model="e", judge_model="j", scoring_mode="generate",
+                          config={"dataset": {"path": "d.jsonl"}}, elapsed_s={"edit": 1.0, "score": 2.0})
+    paths = write_report(str(tmp_path), report, thumbnails={})
     assert json.load(open(paths["json"], encoding="utf-8"))["overall"]["scored"] == 3
     assert len(open(paths["csv"], encoding="utf-8").read().splitlines()) == 6
     md = open(paths["md"], encoding="utf-8").read()
     assert "Unparsed (1): b" in md and "Failed (1): e (cannot decode image e.png: truncated)" in md
+    assert open(paths["html"], encoding="utf-8").read().count('<article class="card"') == 5
+    assert sorted(os.listdir(tmp_path)) == ["report.html", "report.json", "report.md", "results.csv"]
