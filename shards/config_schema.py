@@ -1,0 +1,176 @@
+"""What a run configuration is: typed, keyword-only dataclasses, one documented field per setting.
+
+`shards.config.load_config` builds them from one YAML file and checks them; every module imports them from
+`shards.config`. Standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+Dtype = Literal["bfloat16", "float16", "float32"]
+ImagesShown = Literal["edited", "original_and_edited"]
+CombineRule = Literal["min", "mean", "geometric_mean"]
+SINGLE_DIMENSION = "score"  # the name of the one dimension of a category given in the inline form
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TEMPLATE_FIELDS = ("id", "category", "instruction", "description")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Environment:
+    """Where a stage's Python interpreter comes from: at most one of `python`, `conda`, `venv`.
+
+    With none set, the stage gets a venv at `.envs/<stage>` in the repository with the `<stage>` extra.
+    """
+
+    python: str | None = None
+    """Path of an existing interpreter."""
+    conda: str | None = None
+    """Name of an existing conda environment."""
+    venv: str | None = None
+    """Folder of a virtual environment the launcher creates with venv + pip on first use."""
+    extras: list[str] = field(default_factory=list)
+    """Extras of this project installed into `venv`; their pinned requirements live in pyproject.toml."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetConfig:
+    """The benchmark: a JSONL file, one sample a line."""
+
+    path: str
+    """JSONL file; each sample's `image` is relative to this file's folder."""
+    categories: list[str] | None = None
+    """Run only these categories (None: all)."""
+    limit: int | None = None
+    """Run only the first N samples left after the category filter (None: all)."""
+    skip_unreadable_images: bool = False
+    """Record a sample whose image is missing or cannot be decoded as `failed` (with the reason, counted in the
+    report) and run the rest; by default such a dataset is refused before any model loads."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EditConfig:
+    """The edit stage: a diffusers Qwen-Image-Edit pipeline."""
+
+    env: Environment = field(default_factory=Environment)
+    """Interpreter of the edit environment (transformers 4.57.x + diffusers 0.39)."""
+    model: str
+    """Hub id or local folder of the diffusers checkpoint."""
+    pipeline: Literal["QwenImageEditPipeline", "QwenImageEditPlusPipeline"]
+    """Pipeline class: QwenImageEditPlusPipeline for the -2509/-2511 checkpoints."""
+    build_tiny: bool = False
+    """Demo and tests only: build a tiny random-weight pipeline at `model` first if it is missing."""
+    trust_remote_code: bool = False
+    """Let the checkpoint run its own Python code when it loads; leave off unless you trust its source."""
+    dtype: Dtype = "bfloat16"
+    """Weights' dtype on the device."""
+    num_inference_steps: int
+    """Denoising steps (at least 2: one step gives NaN images with the real scheduler)."""
+    true_cfg_scale: float
+    """True classifier-free guidance scale; above 1 it needs `negative_prompt`."""
+    negative_prompt: str | None = None
+    """Negative prompt; CFG runs only when it is set (even to a single space)."""
+    height: int | None = None
+    """Output height in pixels, a multiple of 16 (None: from the input image)."""
+    width: int | None = None
+    """Output width in pixels, a multiple of 16 (None: from the input image)."""
+    seed: int = 0
+    """Base seed; each sample's seed is derived from it and the sample id."""
+    samples_per_shard: int = 16
+    """Edited images per safetensors shard part. A part is closed (written and recorded) when full, so a crash
+    redoes at most this many samples on the rank that crashed."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dimension:
+    """One judged aspect of an edit (e.g. instruction compliance, or visual quality), with its own prompts."""
+
+    system_prompt: str
+    """System message of the judge."""
+    user_prompt_template: str
+    """User message; may use {id}, {category}, {instruction} and {description}."""
+    images: ImagesShown = "edited"
+    """What the judge sees: the edited image alone, or the original and the edited image (labelled as the first
+    and the second picture)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CategoryPrompts:
+    """How the judge is asked about one category.
+
+    Either one dimension inline (`system_prompt`, `user_prompt_template`, optionally `images`), or several named
+    `dimensions` and the `combine` rule that makes the sample's score from theirs. After loading, both forms are
+    held in `dimensions` (the inline one under the name `score`).
+    """
+
+    system_prompt: str | None = None
+    """Inline form: system message of the judge."""
+    user_prompt_template: str | None = None
+    """Inline form: user message; may use {id}, {category}, {instruction} and {description}."""
+    images: ImagesShown | None = None
+    """Inline form: what the judge sees (default: the edited image alone)."""
+    dimensions: dict[str, Dimension] | None = None
+    """Several dimensions, by name, each with its own prompts and images."""
+    combine: CombineRule | None = None
+    """How several dimensions' scores make the sample's score: min, mean or geometric_mean."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScoreConfig:
+    """The score stage: a Qwen3-VL judge through transformers."""
+
+    env: Environment = field(default_factory=Environment)
+    """Interpreter of the judge environment (transformers 5.x)."""
+    model: str
+    """Hub id or local folder of the judge checkpoint."""
+    build_tiny: bool = False
+    """Demo and tests only: build a tiny random-weight judge at `model` first if it is missing."""
+    trust_remote_code: bool = False
+    """Let the checkpoint run its own Python code when it loads; leave off unless you trust its source."""
+    dtype: Dtype = "bfloat16"
+    """Weights' dtype on the device."""
+    mode: Literal["expected", "generate"] = "expected"
+    """How a score is read. `expected`: the judge's next-token probabilities over 0..10 right after
+    `answer_prefix`, reported as sum p(s)*s over the valid scores (two forward passes; never unparsed).
+    `generate`: the judge writes its answer and the score is read from the text (`unparsed` if it has none)."""
+    answer_prefix: str = "Score: "
+    """Where the score begins in the judge's answer; every dimension's prompts must ask for it. `expected` mode
+    writes it as the start of the answer and reads the score's probabilities right after it."""
+    batch_size: int = 4
+    """Judge queries (one per sample and dimension) in one forward batch."""
+    max_new_tokens: int = 64
+    """Longest judge answer in tokens (`generate` mode)."""
+    prompts: dict[str, CategoryPrompts]
+    """Judge prompts per category; its keys are the benchmark's categories."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DistributedConfig:
+    """How the torchrun jobs are started."""
+
+    nproc_per_node: int = 1
+    """Ranks per stage, one per GPU (CPU: one process each)."""
+    timeout_s: int = 1800
+    """Timeout of collectives in seconds: how long a rank waits for the others at a barrier."""
+    stage_timeout_s: int | None = None
+    """The launcher stops a stage that runs longer than this many seconds (None: no limit)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """A whole benchmark run; relative paths are relative to the config file's folder."""
+
+    output_dir: str
+    """Folder of shards, manifest and report."""
+    dataset: DatasetConfig
+    """The benchmark."""
+    edit: EditConfig
+    """The edit stage."""
+    score: ScoreConfig
+    """The score stage."""
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    """How the stages are started."""
+    source: str = ""
+    """The file this config was read from (set by the loader)."""
