@@ -150,9 +150,13 @@ def judge_share(config: RunConfig, manifest: dict, state: DistState, entries: li
     return results
 
 
+def _edited(config: RunConfig, entry: dict[str, Any]) -> Image.Image:
+    return Image.fromarray(read_image(config.output_dir, entry).numpy(), mode="RGB")
+
+
 def _images(config: RunConfig, manifest: dict, entry: dict[str, Any], shown: str) -> list[Image.Image]:
     """What the judge sees for one query: the edited image, after the original when the dimension asks for it."""
-    edited = Image.fromarray(read_image(config.output_dir, entry).numpy(), mode="RGB")
+    edited = _edited(config, entry)
     if shown == "edited":
         return [edited]
     with Image.open(_original_path(manifest, entry)) as original:
@@ -172,8 +176,8 @@ def make_thumbnails(config: RunConfig, manifest: dict, entries: list[dict], stat
                 original_uri = thumbnail(original)
         except (OSError, SyntaxError, ValueError):
             original_uri = None
-        edited = read_image(config.output_dir, entry).numpy() if entry["status"] == "ok" else None
-        return {"original": original_uri, "edited": None if edited is None else thumbnail(Image.fromarray(edited))}
+        edited_uri = thumbnail(_edited(config, entry)) if entry["status"] == "ok" else None
+        return {"original": original_uri, "edited": edited_uri}
 
     return dict(zip((e["id"] for e in entries), map_in_parallel(entries, pair, state)))
 
