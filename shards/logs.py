@@ -11,12 +11,14 @@ import contextlib
 import logging
 import os
 import sys
+import time
 
 from tqdm import tqdm
 
 from shards.dist import DistState
 
 EVERY_RANK = {"every_rank": True}
+REPORT_GRACE_S = 5.0
 
 
 class _RankFilter(logging.Filter):
@@ -66,10 +68,10 @@ def progress(state: DistState, stage: str, what: str, total: int, slot: int = 0,
 
 @contextlib.contextmanager
 def exit_on_input_error():
-    """Turn a config, dataset, shard or resume error into one clear message (from rank 0) and exit status 2.
+    """Turn a config, dataset, shard or resume error into one clear message and exit status 2.
 
     These errors name the file and key or sample at fault; a traceback would only bury that line. Every rank
-    raises the same error from the same data, so every rank exits, and none waits at a collective.
+    raises the same error from the same data, so every rank exits, and none waits at a collective; rank 0 says it.
     """
     from shards.config import ConfigError
     from shards.dataset import DatasetError
@@ -79,6 +81,9 @@ def exit_on_input_error():
     try:
         yield
     except (ConfigError, DatasetError, ShardError, ResumeError) as e:
-        if os.environ.get("RANK", "0") == "0":
-            print(f"error: {e}", file=sys.stderr, flush=True)
+        if os.environ.get("RANK", "0") != "0":
+            # torchrun stops every rank once one exits: leave rank 0 the time to say it first (and stop this
+            # one), and say it here only if rank 0 has not, so the message is printed once and never lost.
+            time.sleep(REPORT_GRACE_S)
+        print(f"error: {e}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None

@@ -198,6 +198,16 @@ def test_a_changed_judge_config_is_refused_and_restart_starts_the_scores_over(py
     assert len(report["attempts"]["edit"]) == 1                   # the edits were kept
 
 
+def test_a_refusal_is_reported_once_even_when_another_rank_fails_first(pythons, demo_run, tmp_path):
+    # Every rank refuses the changed run; rank 0, the one that reports, is made the slowest to get there.
+    out = copy_run(demo_run[1], str(tmp_path / "run"))
+    changed = write_config(tmp_path, {"score.max_new_tokens": 5})
+    done = torchrun(pythons["score"], "score_stage", 2, ["--config", changed, "--output-dir", out],
+                    env=fault("shards.resume:check_identity", 0, "delay", call=1, seconds=2, stage="score_stage"))
+    assert done.returncode != 0
+    assert _output(done).count("holds score work of a different run") == 1
+
+
 def _damaged_dataset(tmp_path) -> str:
     """The demo dataset with env-01's image cut in half and soc-01's image deleted."""
     data = tmp_path / "data"

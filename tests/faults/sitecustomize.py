@@ -8,7 +8,9 @@ only in a torchrun worker (RANK is set) of the stage that `target` belongs to (`
 
 On that rank, the wrapper counts calls of `target` and, on call number `call` (1-based):
 - "kill": sends SIGKILL to its own process: a real kill -9, no handler, `finally` or flush runs;
-- "raise": raises RuntimeError("injected fault ...").
+- "raise": raises RuntimeError("injected fault ...");
+- "delay": sleeps `seconds`, then makes the call (a slow rank).
+A target outside the stage's package names the stage with "stage", e.g. "stage": "score_stage".
 With "action": "oom" it instead raises torch.OutOfMemoryError on every call whose argument number `batch_arg`
 (0-based, `self` included for a method) holds more than `max_batch` items, on the given rank, like a GPU that
 fits only `max_batch` samples.
@@ -19,6 +21,7 @@ import json
 import os
 import signal
 import sys
+import time
 
 _SPEC = os.environ.get("EDIT_BENCH_FAULT")
 
@@ -43,7 +46,10 @@ def _install(spec: dict) -> None:
         elif calls == spec["call"]:
             if spec["action"] == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
-            raise RuntimeError(f"injected fault in {spec['target']} on rank {os.environ['RANK']}, call {calls}")
+            if spec["action"] == "delay":
+                time.sleep(spec["seconds"])
+            else:
+                raise RuntimeError(f"injected fault in {spec['target']} on rank {os.environ['RANK']}, call {calls}")
         return original(*args, **kwargs)
 
     setattr(owner, name, wrapper)
@@ -51,7 +57,7 @@ def _install(spec: dict) -> None:
 
 if _SPEC and "RANK" in os.environ:
     _spec = json.loads(_SPEC)
-    _stage = _spec["target"].split(".")[0]
+    _stage = _spec.get("stage", _spec["target"].split(".")[0])
     _argv = sys.orig_argv  # torchrun starts workers as `python -u -m <module> ...`
     _module = _argv[_argv.index("-m") + 1] if "-m" in _argv else None
     if int(os.environ["RANK"]) == _spec["rank"] and _module == _stage:
