@@ -3,7 +3,7 @@
     torchrun --nproc-per-node=6 -m score_stage --config configs/qwen-image-edit-2511.yaml --output-dir runs/x
 
 Reads `<output-dir>/manifest.json` from the edit stage, verifies every shard it needs before judging anything,
-and writes `report.json`, `results.csv` and `report.md` into the same folder. Each judged sample is appended to the
+and writes `report.json`, `results.csv`, `report.md` and `report.html` into the same folder. Each judged sample is appended to the
 rank's journal as soon as its batch is done: run the same command again (with any number of ranks) to resume,
 judging only what is missing. `--restart` discards the folder's judgements instead.
 """
@@ -92,7 +92,7 @@ def resume_point(config: RunConfig, state: DistState, entries: list[dict], resta
     pixels = {e["id"]: e["sha256"] for e in entries if e["status"] == "ok"}
     judged: dict[str, dict] = {}
     for result in recorded.records:
-        if pixels.get(result.get("id")) == result.get("image_sha256"):
+        if result.get("id") in pixels and pixels[result["id"]] == result.get("image_sha256"):
             judged.setdefault(result["id"], result)
     return judged
 
