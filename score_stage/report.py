@@ -84,15 +84,21 @@ def format_score(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
+def markdown_cell(text: str) -> str:
+    """`text` as one Markdown table cell: a `|` would start a new column and a newline a new row."""
+    return " ".join(str(text).split("\n")).replace("|", "\\|")
+
+
 def markdown_table(report: dict[str, Any]) -> str:
     """The per-category table a person reads, then both averages: over samples and over categories."""
     o = report["overall"]
     names = list(o["dimensions"]) if len(o["dimensions"]) > 1 else []
-    lines = ["| category | count | scored | unparsed | failed | mean | min | max |" + "".join(f" {n} |" for n in names),
+    lines = ["| category | count | scored | unparsed | failed | mean | min | max |" +
+             "".join(f" {markdown_cell(n)} |" for n in names),
              "|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(names)]
     for name, s in report["categories"].items():
         dims = "".join(f" {format_score(s['dimensions'].get(n, {}).get('mean'))} |" for n in names)
-        lines.append(f"| {name} | {s['count']} | {s['scored']} | {s['unparsed']} | {s['failed']} | "
+        lines.append(f"| {markdown_cell(name)} | {s['count']} | {s['scored']} | {s['unparsed']} | {s['failed']} | "
                      f"{format_score(s['mean'])} | {format_score(s['min'])} | {format_score(s['max'])} |{dims}")
     dims = "".join(f" {format_score(o['dimensions'][n]['mean_over_samples'])} |" for n in names)
     lines.append(f"| **mean over samples** | {o['count']} | {o['scored']} | {o['unparsed']} | {o['failed']} | "

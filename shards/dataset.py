@@ -10,10 +10,12 @@ import hashlib
 import io
 import json
 import os
+import unicodedata
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 REQUIRED_FIELDS = ("id", "category", "image", "instruction")
+MAX_ID_LENGTH = 200
 
 
 class DatasetError(ValueError):
@@ -68,7 +70,7 @@ def load_dataset(path: str, categories: Sequence[str] | None = None, *,
         except DatasetError as e:
             problems.append(f"{path}:{e}")
             continue
-        where = f"{path}:{lineno}: sample '{sample.id}'"
+        where = f"{path}:{lineno}: sample '{_printable(sample.id)}'"
         if sample.id in seen:
             problems.append(f"{where}: duplicate id (first seen on line {seen[sample.id]})")
             continue
@@ -103,16 +105,54 @@ def _parse_line(line: str, lineno: int) -> Sample:
     if not isinstance(record, dict):
         raise DatasetError(f"{lineno}: expected a JSON object")
     sample_id = record.get("id")
-    label = f"{lineno}: sample '{sample_id}'" if isinstance(sample_id, str) else str(lineno)
+    label = f"{lineno}: sample '{_printable(sample_id)}'" if isinstance(sample_id, str) else str(lineno)
+    for field_path, problem in _text_problems(record):
+        raise DatasetError(f"{label}: field '{field_path}' {problem}")
     for key in REQUIRED_FIELDS:
         if not isinstance(record.get(key), str) or not record[key].strip():
             raise DatasetError(f"{label}: missing or empty required field '{key}' (a non-empty string)")
+    problem = id_problem(sample_id)
+    if problem:
+        raise DatasetError(f"{label}: {problem}")
     description = record.get("description")
     if description is not None and not isinstance(description, str):
         raise DatasetError(f"{label}: field 'description' must be a string")
     extra = {k: v for k, v in record.items() if k not in (*REQUIRED_FIELDS, "description")}
     return Sample(id=record["id"], category=record["category"], image=record["image"],
                   instruction=record["instruction"], description=description, extra=extra, line=lineno)
+
+
+def _printable(text: str) -> str:
+    """`text` safe to print anywhere: control characters and lone surrogates as backslash escapes."""
+    return "".join(c if c.isprintable() and not 0xD800 <= ord(c) <= 0xDFFF else ascii(c)[1:-1] for c in text)
+
+
+def _text_problems(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """(field path, problem) for every string, key or value, nested at any depth, that is not valid Unicode: the
+    tokenizers, JSON writers and the report would otherwise fail on it after the models load."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            yield path, (f"is not valid Unicode text (a lone surrogate {value[e.start]!a} at character {e.start}); "
+                         "fix the escape that wrote it")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _text_problems(key, f"{path}.{_printable(key)}".lstrip("."))
+            yield from _text_problems(item, f"{path}.{_printable(key)}".lstrip("."))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _text_problems(item, f"{path}[{i}]")
+
+
+def id_problem(sample_id: str) -> str | None:
+    """Why a sample id cannot be carried through logs, file names and reports, or None. Ids are never used raw as
+    tensor keys or paths, so any printable text of reasonable length is fine."""
+    if any(unicodedata.category(c) == "Cc" for c in sample_id):
+        return "the id contains a control character (a newline or tab, say); ids are printed one per log line"
+    if len(sample_id) > MAX_ID_LENGTH:
+        return f"the id is {len(sample_id)} characters long; at most {MAX_ID_LENGTH} are allowed"
+    return None
 
 
 def _image_path_problem(root: str, image: str, allow_missing: bool) -> str | None:

@@ -1,6 +1,6 @@
 """Shard files and the manifest: the contract between the edit stage and the score stage.
 
-Edited images are HWC uint8 RGB tensors in safetensors files under `<output>/shards/`, keyed by sample id.
+Edited images are HWC uint8 RGB tensors in safetensors files under `<output>/shards/`, keyed by position.
 `<output>/manifest.json` lists every shard (path, sha256, sample count) and every sample (where its tensor is,
 its seed). Every file is written under a temporary name in its folder and then renamed, so a reader never sees
 half a file. No pickle anywhere: safetensors and JSON only.
@@ -34,6 +34,11 @@ class ShardError(RuntimeError):
 def shard_name(rank: int, world_size: int, part: int) -> str:
     """Self-describing file name, e.g. `edit-r00003-of-00006-p0007.safetensors`."""
     return f"edit-r{rank:05d}-of-{world_size:05d}-p{part:04d}.safetensors"
+
+
+def tensor_key(position: int) -> str:
+    """The key of the `position`-th image in a shard part (recorded in the manifest as the sample's `key`)."""
+    return f"image-{position:05d}"
 
 
 def atomic_write(path: str, data: bytes) -> None:
@@ -74,7 +79,7 @@ def write_shard(output_dir: str, name: str, images: dict[str, Any], samples: lis
 
     Args:
         output_dir: The run's output folder; the shard goes to `<output_dir>/shards/<name>`.
-        images: Sample id -> HWC uint8 tensor.
+        images: Tensor key -> HWC uint8 tensor.
         samples: The manifest entries of these samples (stored in the shard's header too).
 
     Returns:
@@ -184,14 +189,14 @@ class ShardWriter:
     def __init__(self, output_dir: str, rank: int, world_size: int, per_shard: int):
         self.output_dir, self.rank, self.world_size, self.per_shard = output_dir, rank, world_size, per_shard
         self.parts: list[dict[str, Any]] = []
-        self._images: dict[str, Any] = {}
+        self._images: list[Any] = []
         self._entries: list[dict[str, Any]] = []
         self._next_part = _next_free_part(output_dir, rank, world_size)
         self._journal = JournalWriter(journal_path(output_dir, "edit", rank, world_size))
 
     def add(self, entry: dict[str, Any], image) -> None:
         """Queue one sample's manifest entry and HWC uint8 image; writes a part when enough are queued."""
-        self._images[entry["id"]] = image
+        self._images.append(image)
         self._entries.append({**entry, "sha256": pixels_sha256(image)})
         if len(self._entries) >= self.per_shard:
             self.flush()
@@ -201,14 +206,16 @@ class ShardWriter:
         if not self._entries:
             return
         name = shard_name(self.rank, self.world_size, self._next_part)
-        for entry in self._entries:
-            entry.update(shard=f"{SHARDS_DIR}/{name}", key=entry["id"])
-        shard = write_shard(self.output_dir, name, self._images, self._entries)
+        # Tensor keys are positions, never sample ids: an id such as "__metadata__" is reserved by safetensors.
+        keys = [tensor_key(i) for i in range(len(self._entries))]
+        for entry, key in zip(self._entries, keys):
+            entry.update(shard=f"{SHARDS_DIR}/{name}", key=key)
+        shard = write_shard(self.output_dir, name, dict(zip(keys, self._images)), self._entries)
         part = {**shard, "rank": self.rank, "world_size": self.world_size, "samples": self._entries}
         self._journal.append([part])
         self.parts.append(part)
         self._next_part += 1
-        self._images, self._entries = {}, []
+        self._images, self._entries = [], []
 
     def __enter__(self) -> "ShardWriter":
         return self

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import reprlib
 import types
 import typing
 from typing import Any, Literal
@@ -28,6 +29,26 @@ def set_dotted(raw: dict, dotted: str, value: Any, source: str) -> None:
             raise ConfigError(f"{where(source, '.'.join(parents[: i + 1]))}: is not a mapping, so '{dotted}' "
                               "cannot be set")
     node[last] = value
+
+
+_QUOTE = reprlib.Repr()
+_QUOTE.maxlevel, _QUOTE.maxlist, _QUOTE.maxdict, _QUOTE.maxstring, _QUOTE.maxother = 2, 4, 4, 60, 60
+
+
+def quote(value: Any) -> str:
+    """A short prefix of `repr(value)` for an error message, never expanding the whole value: YAML aliases can
+    make a few hundred bytes stand for billions of nested items."""
+    return _QUOTE.repr(value)
+
+
+def unicode_problem(text: str) -> str | None:
+    """Why `text` cannot be written as UTF-8 (a lone surrogate, which JSON and YAML escapes can produce), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return (f"is not valid Unicode text (a lone surrogate {text[e.start]!a} at character {e.start}); "
+                "fix the escape that wrote it")
+    return None
 
 
 def where(source: str, keypath: str) -> str:
@@ -91,9 +112,11 @@ def _convert(hint: Any, value: Any, source: str, keypath: str) -> Any:
         return _convert(inner, value, source, keypath)
     if origin is Literal:
         if value not in args:
-            near = difflib.get_close_matches(str(value), [str(a) for a in args], n=1, cutoff=0.5)
+            near = difflib.get_close_matches(value, [str(a) for a in args], n=1, cutoff=0.5) \
+                if isinstance(value, str) else []
             hint_txt = f"; did you mean '{near[0]}'?" if near else ""
-            raise ConfigError(f"{where(source, keypath)}: '{value}' is not one of {list(args)}{hint_txt}")
+            shown = f"'{value}'" if isinstance(value, str) and len(value) <= 60 else quote(value)
+            raise ConfigError(f"{where(source, keypath)}: {shown} is not one of {list(args)}{hint_txt}")
         return value
     if origin is list:
         if not isinstance(value, list):
@@ -102,7 +125,7 @@ def _convert(hint: Any, value: Any, source: str, keypath: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict) or not value:
             raise ConfigError(f"{where(source, keypath)}: expected a non-empty mapping")
-        return {str(k): _convert(args[1], v, source, _join(keypath, k)) for k, v in value.items()}
+        return {_key(k, source, keypath): _convert(args[1], v, source, _join(keypath, k)) for k, v in value.items()}
     if dataclasses.is_dataclass(hint):
         return build(hint, value, source, keypath)
     return _scalar(hint, value, source, keypath)
@@ -113,5 +136,15 @@ def _scalar(hint: type, value: Any, source: str, keypath: str) -> Any:
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not ok:
-        raise ConfigError(f"{where(source, keypath)}: expected {hint.__name__}, got {value!r}")
+        raise ConfigError(f"{where(source, keypath)}: expected {hint.__name__}, got {quote(value)}")
+    if isinstance(value, str) and unicode_problem(value):
+        raise ConfigError(f"{where(source, keypath)}: {unicode_problem(value)}")
     return value
+
+
+def _key(key: Any, source: str, keypath: str) -> str:
+    """A mapping key as text (category names in any script), refused if it is not valid Unicode."""
+    text = str(key)
+    if unicode_problem(text):
+        raise ConfigError(f"{where(source, _join(keypath, ascii(text)))}: the key {unicode_problem(text)}")
+    return text

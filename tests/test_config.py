@@ -189,3 +189,40 @@ def test_set_flags_override_any_key_with_yaml_values_and_are_validated(tmp_path)
         overrides_from_args(parser.parse_args(["--config", "c", "--set", "score.mode"]))
     with pytest.raises(ConfigError, match="score.mode: is not a mapping"):
         load_config(write_config(tmp_path), {"score.mode.x": 1})
+
+
+def test_an_error_about_a_huge_value_quotes_only_a_short_prefix_of_it(tmp_path):
+    import signal
+
+    # 403 bytes of YAML that expand to 9**9 strings: quoting the whole value would exhaust memory.
+    levels = ['&a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'] + [
+        f"&{chr(98 + i)} [" + ",".join([f"*{chr(97 + i)}"] * 9) + "]" for i in range(8)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_with_edit_model(open(write_config(tmp_path), encoding="utf-8").read(),
+                                     "[" + ", ".join(levels) + "]"), encoding="utf-8")
+    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("the error message never came")))
+    signal.alarm(10)
+    try:
+        with pytest.raises(ConfigError) as info:
+            load_config(str(path))
+    finally:
+        signal.alarm(0)
+    message = str(info.value)
+    assert "edit.model: expected str, got [" in message and len(message) < len(str(path)) + 300
+
+
+def test_text_that_is_not_valid_unicode_is_refused_at_its_key(tmp_path):
+    text = _with_edit_model(open(write_config(tmp_path), encoding="utf-8").read(), '"tiny\\ud83d"')
+    path = tmp_path / "surrogate.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"edit.model: is not valid Unicode text"):
+        load_config(str(path))
+
+
+def _with_edit_model(text: str, value: str) -> str:
+    """The config text with edit.model's value replaced by `value` (YAML source)."""
+    lines = text.splitlines()
+    start = lines.index("edit:")
+    at = next(i for i in range(start, len(lines)) if lines[i].startswith("  model:"))
+    lines[at] = "  model: " + value
+    return "\n".join(lines) + "\n"

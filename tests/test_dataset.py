@@ -49,6 +49,13 @@ GOOD = {"id": "a", "category": "物理", "image": "images/a.png", "instruction":
     (["[1, 2]"], ":1: expected a JSON object"),
     ([{**GOOD, "description": 3}], "field 'description' must be a string"),
     ([""], "the dataset has no samples"),
+    ([{**GOOD, "id": "a\nb"}], "sample 'a\\nb': the id contains a control character"),
+    ([json.dumps(GOOD)[:-1] + ', "note": {"why": "\\ud83d"}}'],
+     ":1: sample 'a': field 'note.why' is not valid Unicode text (a lone surrogate"),
+    ([json.dumps({**GOOD, "instruction": "x"}).replace('"x"', '"\\ud83d drop"')],
+     ":1: sample 'a': field 'instruction' is not valid Unicode text"),
+    ([json.dumps({**GOOD, "id": "x"}).replace('"x"', '"\\udc00"')],
+     ":1: sample '\\udc00': field 'id' is not valid Unicode text"),
 ])
 def test_bad_lines_are_refused_with_line_and_sample(tmp_path, records, expected):
     path = _dataset(tmp_path, records)

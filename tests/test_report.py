@@ -101,3 +101,11 @@ def test_write_report_writes_four_files(tmp_path):
     assert "Unparsed (1): b" in md and "Failed (1): e (cannot decode image e.png: truncated)" in md
     assert open(paths["html"], encoding="utf-8").read().count('<article class="card"') == 5
     assert sorted(os.listdir(tmp_path)) == ["report.html", "report.json", "report.md", "results.csv"]
+
+
+def test_a_pipe_in_a_category_name_does_not_add_a_column():
+    table = markdown_table(build_report([_r("a", "a|b", 8.0), _r("b", "c\nd", 6.0)], ["a|b", "c\nd"]))
+    rows = table.splitlines()
+    assert len(rows) == 2 + 2 + 2                                   # header, rule, two categories, two averages
+    assert all(row.replace("\\|", "").count("|") == rows[0].count("|") for row in rows[:4])
+    assert "| a\\|b | 1 |" in table and "| c d | 1 |" in table

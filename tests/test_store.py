@@ -129,3 +129,15 @@ def test_atomic_write_leaves_the_old_file_when_interrupted(tmp_path):
         atomic_write_json(target, {"v": object()})     # fails while encoding: nothing replaced
     assert json.load(open(target)) == {"v": 1}
     assert os.listdir(tmp_path) == ["r.json"]
+
+
+def test_a_sample_id_that_safetensors_reserves_is_stored_and_read_back(tmp_path):
+    image = torch.full((4, 4, 3), 7, dtype=torch.uint8)
+    with ShardWriter(str(tmp_path), rank=0, world_size=1, per_shard=2) as writer:
+        writer.add({"id": "__metadata__"}, image)
+        writer.add({"id": "x"}, image + 1)
+    entries = _samples(writer)
+    assert [e["id"] for e in entries] == ["__metadata__", "x"]
+    assert all(e["key"] != e["id"] for e in entries)                 # tensor keys never come from user data
+    assert torch.equal(read_image(str(tmp_path), entries[0]), image)
+    assert torch.equal(read_image(str(tmp_path), entries[1]), image + 1)
