@@ -21,8 +21,9 @@ from shards.dataset import ImageCheck, Sample, check_images, derive_seed, load_d
 from shards.dist import (DistState, Terminated, all_gather_json, barrier, finish, init_distributed,
                          map_in_parallel, sigterm_raises, teardown)
 from shards.logs import EVERY_RANK, exit_on_input_error, progress, setup_logging
-from shards.resume import ResumeError, begin_attempt, check_identity, end_attempt, restart, run_identity
-from shards.store import ShardWriter, package_versions, read_parts, shard_problem, write_manifest
+from shards.identity import check_resumable, run_identity
+from shards.resume import ResumeError, begin_attempt, check_restartable, end_attempt, restart
+from shards.store import MANIFEST_NAME, ShardWriter, package_versions, read_parts, shard_problem, write_manifest
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,8 @@ class Plan:
     """The selected samples, in dataset order."""
     images: ImageCheck
     """Their original images' digests, and the samples whose image cannot be used."""
-    identity: dict[str, Any]
-    """What makes this run the same run as the one that started the output folder."""
+    notes: list[str]
+    """What the check of the output folder could not compare, to be said once logging is set up."""
 
 
 def plan_run(config: RunConfig, restart_requested: bool) -> Plan:
@@ -43,10 +44,10 @@ def plan_run(config: RunConfig, restart_requested: bool) -> Plan:
     samples = load_dataset(config.dataset.path, categories=list(config.score.prompts), allow_missing_images=True)
     samples = select_samples(samples, config.dataset.categories, config.dataset.limit)
     images = check_images(samples, config.dataset.path, skip_unreadable=config.dataset.skip_unreadable_images)
-    identity = run_identity(config, "edit")
-    if not restart_requested:
-        check_identity(config.output_dir, "edit", identity)
-    return Plan(samples=samples, images=images, identity=identity)
+    if restart_requested:
+        check_restartable(config.output_dir, "edit")    # every rank refuses alike, before rank 0 removes anything
+        return Plan(samples=samples, images=images, notes=[])
+    return Plan(samples=samples, images=images, notes=check_resumable(config, "edit"))
 
 
 def resume_point(config: RunConfig, state: DistState, plan: Plan, restart_requested: bool, log) -> list[dict]:
@@ -122,7 +123,8 @@ def edit_share(config: RunConfig, state: DistState, samples: list[Sample], plan:
     return writer.parts
 
 
-def build_manifest(config: RunConfig, plan: Plan, parts: list[dict], attempts: list[dict]) -> dict:
+def build_manifest(config: RunConfig, plan: Plan, parts: list[dict], attempts: list[dict],
+                   identity: dict[str, Any]) -> dict:
     """The manifest of the selected samples, in dataset order: each edited one where its verified part holds it,
     each unusable one as `failed` with its reason."""
     entries = edited_entries(parts)
@@ -135,7 +137,7 @@ def build_manifest(config: RunConfig, plan: Plan, parts: list[dict], attempts: l
         "world_size": attempts[-1]["world_size"],
         "attempts": attempts,
         "dataset": {"path": config.dataset.path, "root": os.path.dirname(config.dataset.path),
-                    "sha256": plan.identity["dataset file sha256"]},
+                    "sha256": identity["dataset file sha256"]},
         "model": {"path": config.edit.model, "pipeline": config.edit.pipeline},
         "versions": package_versions(),
         "config": to_dict(config),
@@ -172,17 +174,22 @@ def main(argv: list[str] | None = None) -> None:
                  state.world_size, len(mine), extra=EVERY_RANK)
         for sample_id, reason in plan.images.failed.items():
             log.warning("sample '%s' is recorded as failed: %s", sample_id, reason)
+        for note in plan.notes:
+            log.warning("%s", note)
         if todo:
             ensure_tiny_pipeline(config, state)
+        identity = run_identity(config, "edit") if state.is_main else {}
         if state.is_main:  # after the tiny model is built, so that its fingerprint is recorded
-            begin_attempt(config.output_dir, "edit", run_identity(config, "edit"), world_size=state.world_size,
+            begin_attempt(config.output_dir, "edit", identity, world_size=state.world_size,
                           done_before=len(done), to_do=len(todo))
+        barrier()  # the record exists before any rank opens a journal: every file in the folder is accounted for
         new_parts = edit_share(config, state, mine, plan, log) if mine else []
         shares = all_gather_json(new_parts, state)
         if state.is_main:
-            attempts = end_attempt(config.output_dir, "edit", edited=len(todo),
+            attempts = end_attempt(config.output_dir, "edit", outputs=[MANIFEST_NAME], edited=len(todo),
                                    elapsed_s=round(time.perf_counter() - start, 3))
-            manifest = build_manifest(config, plan, trusted + [p for share in shares for p in share], attempts)
+            manifest = build_manifest(config, plan, trusted + [p for share in shares for p in share], attempts,
+                                      identity)
             path = write_manifest(config.output_dir, manifest)
             log.info("wrote %s (%d samples, %d failed, in %d shards)", path, len(manifest["samples"]),
                      len(plan.images.failed), len(manifest["shards"]))

@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import os
+import signal
 import subprocess
 import sys
 import time
 
-from launch.envs import EnvError, interpreter
+from launch.envs import EnvError, ensure_venv, existing_interpreter, requirements_stamp
 from launch.stages import StageFailed, run_stage, torchrun_command
 
 STAGES = ("edit", "score")
@@ -37,9 +38,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived (a scheduler's cancel, `kill`): like Ctrl-C, it stops the stages before the launcher goes."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Check, prepare, run both stages, print the table; returns the exit status."""
     args = parse_args(argv)
+    # Without this, SIGTERM would end the launcher alone, and torchrun and its ranks (in a session of their own,
+    # see run_stage) would run on until they died of a broken pipe.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         from shards.config import ConfigError, load_config, overrides_from_args
         from shards.dataset import DatasetError, load_dataset, select_samples
@@ -55,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         samples = load_dataset(config.dataset.path, categories=list(config.score.prompts),
                                allow_missing_images=config.dataset.skip_unreadable_images)
         selected = select_samples(samples, config.dataset.categories, config.dataset.limit)
-        check_resumable(config, args.restart)
+        check_output_folder(config, args.restart)
         pythons = prepare_environments(config)
     except (ConfigError, DatasetError, ResumeError, EnvError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
@@ -70,29 +82,48 @@ def main(argv: list[str] | None = None) -> int:
     except StageFailed as e:
         print(f"\n[launch] error: {e}", file=sys.stderr, flush=True)
         return 1
-    except KeyboardInterrupt:
-        print("\n[launch] interrupted; the stages were stopped", file=sys.stderr, flush=True)
-        return 130
+    except (KeyboardInterrupt, Terminated) as e:
+        why = "stopped by SIGTERM" if isinstance(e, Terminated) else "interrupted"
+        print(f"\n[launch] {why}; the stages were stopped, and their finished work is kept: run the same command "
+              "again to resume", file=sys.stderr, flush=True)
+        return 143 if isinstance(e, Terminated) else 130
     print_summary(config.output_dir)
     return 0
 
 
-def check_resumable(config, restart: str | None) -> None:
-    """Refuse, before any environment is built, an output folder that holds another run's work.
+def check_output_folder(config, restart: str | None) -> None:
+    """Refuse, before any environment is built, an output folder that holds another run's work, files of others
+    where the run would write, or files a restart would have to delete that the tool did not write.
 
     The stages check again themselves (with the image digests too); this only makes the refusal immediate.
     """
-    from shards.resume import check_identity, run_identity
+    from shards.identity import check_resumable
+    from shards.resume import check_restartable
 
     for stage in STAGES[: STAGES.index(restart) if restart else len(STAGES)]:
-        check_identity(config.output_dir, stage, run_identity(config, stage))
+        for note in check_resumable(config, stage):
+            print(f"[launch] note: {note}", flush=True)
+    if restart:
+        check_restartable(config.output_dir, restart)
 
 
 def prepare_environments(config) -> dict[str, str]:
-    """Both stages' interpreters; missing venvs are created side by side (pip mostly waits on disk)."""
+    """Both stages' interpreters. Every stage's setting is checked first (an interpreter path, a conda name, a
+    venv's extras), so that a mistake in one stops the launch before any environment is built or rebuilt; then
+    missing venvs are built side by side (pip mostly waits on disk)."""
+    envs = {stage: getattr(config, stage).env for stage in STAGES}
+    pythons = {stage: existing_interpreter(env, stage) for stage, env in envs.items()}
+    for stage, env in envs.items():
+        try:
+            if pythons[stage] is None:
+                requirements_stamp(env.extras)
+        except EnvError as e:
+            raise EnvError(f"{stage}.env.extras: {e}") from None
+    to_build = [stage for stage in STAGES if pythons[stage] is None]
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(STAGES)) as pool:
-        futures = {stage: pool.submit(interpreter, getattr(config, stage).env, stage) for stage in STAGES}
-        return {stage: future.result() for stage, future in futures.items()}
+        futures = {stage: pool.submit(ensure_venv, envs[stage].venv, envs[stage].extras, stage) for stage in to_build}
+        pythons.update({stage: future.result() for stage, future in futures.items()})
+    return pythons
 
 
 def describe_env(python: str) -> str:

@@ -1,13 +1,14 @@
 """Finding or creating each stage's Python interpreter: an existing path, a conda environment, or a venv.
 
 A venv is created with `venv` + pip on first use, installing this project with the stage's extras (their pinned
-requirements are in pyproject.toml), and reused afterwards; a stamp of those requirements decides when it must be
-recreated.
+requirements are in pyproject.toml), and reused afterwards. Its stamp records what it was built from and what it
+is: the requirements, and the version of its own interpreter (not the launcher's, which may be another patch
+release). When the requirements change, a replacement is built beside it and swapped in only once complete, so a
+failed rebuild (an unreachable package index, say) leaves the working environment as it was.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -19,14 +20,19 @@ import tomllib
 from shards.config import REPO_ROOT, Environment
 
 STAMP_NAME = ".launch-requirements.json"
+BUILDING, REPLACED = ".building", ".replaced"     # suffixes of a replacement being built, and of the one it replaces
 
 
 class EnvError(RuntimeError):
     """A stage environment that cannot be found or created."""
 
 
-def interpreter(env: Environment, stage: str) -> str:
-    """The interpreter of a stage's environment, creating the venv if needed."""
+def existing_interpreter(env: Environment, stage: str) -> str | None:
+    """The interpreter of a `python` or `conda` environment, checked to exist; None for a venv the launcher makes.
+
+    Raises:
+        EnvError: naming the setting (`<stage>.env.python` / `.conda`) that does not give a usable interpreter.
+    """
     if env.python:
         python = shutil.which(env.python) or env.python
         if not (os.path.isfile(python) and os.access(python, os.X_OK)):
@@ -34,7 +40,7 @@ def interpreter(env: Environment, stage: str) -> str:
         return python
     if env.conda:
         return _conda_interpreter(env.conda, stage)
-    return ensure_venv(env.venv, env.extras, stage)
+    return None
 
 
 def _conda_interpreter(name: str, stage: str) -> str:
@@ -47,12 +53,16 @@ def _conda_interpreter(name: str, stage: str) -> str:
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise EnvError(f"{stage}.env.conda: conda environment '{name}' is not usable: "
-                                f"{done.stderr.strip() or done.stdout.strip()}")
+                       f"{done.stderr.strip() or done.stdout.strip()}")
     return done.stdout.strip().splitlines()[-1]
 
 
 def requirements_stamp(extras: list[str]) -> dict:
-    """What a venv was built from: the interpreter version and the project's pinned requirements for `extras`."""
+    """What a venv is built from: the project's pinned requirements for `extras`.
+
+    Raises:
+        EnvError: for an extra that pyproject.toml does not define.
+    """
     with open(os.path.join(REPO_ROOT, "pyproject.toml"), "rb") as f:
         project = tomllib.load(f)["project"]
     optional = project.get("optional-dependencies", {})
@@ -60,37 +70,118 @@ def requirements_stamp(extras: list[str]) -> dict:
     if unknown:
         raise EnvError(f"unknown extras {unknown} (pyproject.toml defines {sorted(optional)})")
     requirements = sorted(project.get("dependencies", []) + [r for e in extras for r in optional[e]])
-    return {"python": sys.version.split()[0], "extras": sorted(extras), "requirements": requirements}
+    return {"extras": sorted(extras), "requirements": requirements}
+
+
+def python_version(python: str) -> str | None:
+    """The version of the interpreter at `python`, asked of it; None if it does not run (its base is gone)."""
+    try:
+        done = subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
+                              capture_output=True, text=True, timeout=60)
+    except OSError:
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _minor(version: str | None) -> str | None:
+    return ".".join(version.split(".")[:2]) if version else None
 
 
 def ensure_venv(folder: str, extras: list[str], stage: str) -> str:
-    """The venv's interpreter, (re)creating the venv when it is missing or its requirements changed."""
+    """The venv's interpreter, building a replacement when it is missing, broken or its requirements changed.
+
+    Raises:
+        EnvError: if the build fails; an environment that was there is left in place, working as before.
+    """
     python = os.path.join(folder, "bin", "python")
-    stamp = requirements_stamp(extras)
-    stamp_path = os.path.join(folder, STAMP_NAME)
-    if os.path.isfile(python) and os.path.isfile(stamp_path):
-        with open(stamp_path, encoding="utf-8") as f:
-            if json.load(f) == stamp:
-                return python
-        print(f"[launch] {stage}: requirements changed since {folder} was built; recreating it", flush=True)
-    _create_venv(folder, extras, stage)
-    # The stamp is written last: an interrupted install leaves no stamp and is redone next time.
-    with open(stamp_path, "w", encoding="utf-8") as f:
-        json.dump(stamp, f, indent=2)
+    wanted = requirements_stamp(extras)
+    _finish_interrupted_swap(folder)
+    stamp = _read_stamp(folder)
+    if stamp is not None:
+        # Another patch release of the same Python runs the same packages: only a changed minor version, or an
+        # interpreter that no longer runs, needs a rebuild.
+        same_python = _minor(python_version(python)) == _minor(stamp.get("python"))
+        if same_python and all(stamp.get(k) == v for k, v in wanted.items()):
+            return python
+        why = "requirements changed" if same_python else "its interpreter no longer runs as it was built"
+        print(f"[launch] {stage}: {why} since {folder} was built; building a replacement beside it", flush=True)
+    _build_beside(folder, extras, stage, wanted)
     return python
 
 
-def _create_venv(folder: str, extras: list[str], stage: str) -> None:
-    start = time.monotonic()
+def _read_stamp(folder: str) -> dict | None:
+    try:
+        with open(os.path.join(folder, STAMP_NAME), encoding="utf-8") as f:
+            return json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _build_beside(folder: str, extras: list[str], stage: str, wanted: dict) -> None:
+    """Build the venv at `<folder>.building`, point its scripts at `folder`, then swap it in."""
+    start, staging = time.monotonic(), folder + BUILDING
     spec = f"{REPO_ROOT}[{','.join(extras)}]" if extras else REPO_ROOT
     print(f"[launch] {stage}: creating environment {folder} (pip install -e {spec}); first use takes minutes",
           flush=True)
-    steps = [[sys.executable, "-m", "venv", "--clear", folder],
-             [os.path.join(folder, "bin", "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-              "-e", spec]]
-    for command in steps:
-        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if done.returncode != 0:
-            raise EnvError(f"{stage}: creating {folder} failed at `{' '.join(command)}`:\n"
-                                    f"{done.stdout[-4000:]}")
+    shutil.rmtree(staging, ignore_errors=True)                  # what an interrupted build left
+    try:
+        _run([sys.executable, "-m", "venv", staging], stage, folder)
+        _install(os.path.join(staging, "bin", "python"), spec, stage, folder)
+        _retarget(staging, folder)
+        stamp = {**wanted, "python": python_version(os.path.join(staging, "bin", "python"))}
+        # The stamp is written last: a replacement without one is unfinished and is never swapped in.
+        with open(os.path.join(staging, STAMP_NAME), "w", encoding="utf-8") as f:
+            json.dump(stamp, f, indent=2)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _swap(staging, folder)
     print(f"[launch] {stage}: environment ready in {time.monotonic() - start:.0f}s", flush=True)
+
+
+def _install(python: str, spec: str, stage: str, folder: str) -> None:
+    """pip-install this project with its extras into the venv of `python`."""
+    _run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", spec], stage, folder)
+
+
+def _run(command: list[str], stage: str, folder: str) -> None:
+    done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if done.returncode != 0:
+        kept = " (the environment in use is left as it was)" if os.path.isdir(folder) else ""
+        raise EnvError(f"{stage}: building {folder} failed{kept} at `{' '.join(command)}`:\n{done.stdout[-4000:]}")
+
+
+def _retarget(staging: str, folder: str) -> None:
+    """Point what the venv wrote with its own path (script shebangs, activate scripts, pyvenv.cfg) at `folder`,
+    where it will live; the interpreter itself finds its prefix from where it is run."""
+    old, new = staging.encode(), folder.encode()
+    bin_dir = os.path.join(staging, "bin")
+    paths = [os.path.join(bin_dir, n) for n in os.listdir(bin_dir)] + [os.path.join(staging, "pyvenv.cfg")]
+    for path in paths:
+        if os.path.islink(path) or not os.path.isfile(path) or os.path.getsize(path) > 1 << 20:
+            continue
+        with open(path, "rb") as f:
+            data = f.read()
+        if old in data:
+            with open(path, "wb") as f:
+                f.write(data.replace(old, new))
+
+
+def _swap(staging: str, folder: str) -> None:
+    """Put the finished replacement in place of `folder`; `_finish_interrupted_swap` completes it after a crash."""
+    if os.path.exists(folder):
+        shutil.rmtree(folder + REPLACED, ignore_errors=True)
+        os.rename(folder, folder + REPLACED)
+    os.rename(staging, folder)
+    shutil.rmtree(folder + REPLACED, ignore_errors=True)
+
+
+def _finish_interrupted_swap(folder: str) -> None:
+    """A launcher killed mid-swap leaves the finished replacement (it has its stamp) beside a missing folder."""
+    staging = folder + BUILDING
+    if not os.path.exists(folder) and _read_stamp(staging) is not None:
+        os.rename(staging, folder)
+    elif not os.path.exists(folder) and os.path.isdir(folder + REPLACED):
+        os.rename(folder + REPLACED, folder)
+    if os.path.exists(folder):
+        shutil.rmtree(folder + REPLACED, ignore_errors=True)

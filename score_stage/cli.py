@@ -22,8 +22,10 @@ from shards.dataset import DatasetError, select_samples, split_for_rank
 from shards.dist import DistState, all_gather_json, barrier, finish, init_distributed, map_in_parallel, teardown
 from shards.journal import JournalWriter, journal_path, journal_paths, read_journals
 from shards.logs import EVERY_RANK, exit_on_input_error, progress, setup_logging
-from shards.resume import begin_attempt, check_identity, end_attempt, restart, run_identity
-from shards.store import ShardError, package_versions, read_image, read_manifest, sha256_file, shard_problem
+from shards.identity import check_resumable, run_identity
+from shards.resume import begin_attempt, check_restartable, end_attempt, restart
+from shards.store import (REPORT_NAMES, ShardError, package_versions, read_image, read_manifest, sha256_file,
+                          shard_problem)
 
 
 def selected_entries(config: RunConfig, manifest: dict[str, Any]) -> list[dict[str, Any]]:
@@ -217,11 +219,14 @@ def main(argv: list[str] | None = None) -> None:
         config = load_config(args.config, overrides_from_args(args))
         manifest = read_manifest(config.output_dir)
         entries = selected_entries(config, manifest)
-        if not args.restart:
-            check_identity(config.output_dir, "score", run_identity(config, "score"))
+        if args.restart:
+            check_restartable(config.output_dir, "score")
+        notes = [] if args.restart else check_resumable(config, "score")
     state = init_distributed(config.distributed.timeout_s)
     try:
         log = setup_logging("score", state, config.output_dir)
+        for note in notes:
+            log.warning("%s", note)
         judged_before = resume_point(config, state, entries, args.restart, log)
         todo = [e for e in entries if e["status"] == "ok" and e["id"] not in judged_before]
         with exit_on_input_error():
@@ -236,10 +241,11 @@ def main(argv: list[str] | None = None) -> None:
         if state.is_main:  # after the tiny judge is built, so that its fingerprint is recorded
             begin_attempt(config.output_dir, "score", run_identity(config, "score"),
                           world_size=state.world_size, done_before=len(judged_before), to_do=len(todo))
+        barrier()  # the record exists before any rank opens a journal: every file in the folder is accounted for
         shares = all_gather_json(judge_share(config, manifest, state, mine, log) if mine else [], state)
         thumbnails = make_thumbnails(config, manifest, entries, state)
         if state.is_main:
-            attempts = end_attempt(config.output_dir, "score", judged=len(todo),
+            attempts = end_attempt(config.output_dir, "score", outputs=REPORT_NAMES, judged=len(todo),
                                    elapsed_s=round(time.perf_counter() - start, 3))
             judged = {**judged_before, **{r["id"]: r for share in shares for r in share}}
             write_outputs(config, manifest, entries, judged, attempts, thumbnails, state, log)

@@ -1,72 +1,37 @@
-"""What a run is, so that a resumed run never mixes its work with another's.
+"""A run's records in its output folder, and what a restart may remove: only the files the tool wrote.
 
-`<output>/progress/<stage>.json` records the stage's identity (the settings that change its results, the dataset
-file's digest, the model folder's fingerprint) and one entry per attempt. Running a stage again on the same folder
-resumes only if the identity is unchanged; otherwise it is refused with every difference named, and `--restart`
-discards that stage's outputs (and those derived from them) to start over. Standard library only: the launcher
-checks both stages before it builds any environment.
+`<output>/progress/<stage>.json` is the stage's run record: its identity (see `shards.identity`), one entry per
+attempt, and the files outside the journals that the stage wrote (`outputs`). The rank journals
+(`progress/<stage>-rNNNNN-of-NNNNN.jsonl`) list the shard parts the edit stage wrote. Together they say which
+files in the folder are the tool's: `--restart` removes those and nothing else, and refuses, before removing
+anything, a folder where it would have to delete a file they do not account for. Standard library only: the
+launcher uses it before any environment exists.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import glob
-import hashlib
 import json
 import os
-import shutil
+import re
 import time
 from typing import Any
 
-from shards.config import RunConfig
-from shards.journal import PROGRESS_DIR
-from shards.store import MANIFEST_NAME, REPORT_NAMES, SHARDS_DIR, atomic_write_json, sha256_file
+from shards.journal import PROGRESS_DIR, journal_paths, read_journals
+from shards.store import MANIFEST_NAME, REPORT_NAMES, SHARDS_DIR, atomic_write_json
 
 STAGES = ("edit", "score")
-# Settings that change how a stage runs, not what it produces: a resumed run may change them freely.
-OPERATIONAL = {
-    "edit": ("env", "build_tiny", "samples_per_shard", "trust_remote_code"),
-    "score": ("env", "build_tiny", "batch_size", "trust_remote_code"),
-}
-# What `--restart` of a stage removes: its own outputs and everything computed from them.
-OUTPUTS = {
-    "score": (*REPORT_NAMES, f"{PROGRESS_DIR}/score.json", f"{PROGRESS_DIR}/score-r*.jsonl"),
-    "edit": (SHARDS_DIR, MANIFEST_NAME, f"{PROGRESS_DIR}/edit.json", f"{PROGRESS_DIR}/edit-r*.jsonl"),
-}
+# A value that may be unknown when a run starts (a model folder built on first use, a hub id) and filled in by a
+# later attempt; every other identity value, null included, is compared as it is.
+FINGERPRINT_SUFFIX = " files fingerprint"
+# What `atomic_write` leaves behind when it is killed between writing and renaming.
+_TEMPORARY = r"\.tmp-\d+-[0-9a-f]{8}"
+_PART = re.compile(rf"{SHARDS_DIR}/edit-r(\d{{5}})-of-(\d{{5}})-p\d{{4,}}\.safetensors(?:{_TEMPORARY})?")
+SHOWN = 10
 
 
 class ResumeError(ValueError):
-    """An output folder holding work of a different run; the message names every difference."""
-
-
-def run_identity(config: RunConfig, stage: str) -> dict[str, Any]:
-    """The settings, model and (for the edit stage) dataset that decide a stage's results, as flat JSON data."""
-    settings = dataclasses.asdict(getattr(config, stage))
-    identity = {f"{stage}.{k}": v for k, v in settings.items() if k not in OPERATIONAL[stage]}
-    identity[f"{stage}.model files fingerprint"] = model_fingerprint(settings["model"])
-    if stage == "edit":
-        identity["dataset file sha256"] = sha256_file(config.dataset.path)
-    return identity
-
-
-def model_fingerprint(model: str) -> str | None:
-    """A digest of a local checkpoint folder: every file's path and size, and the text of its JSON files.
-
-    Cheap (no weights are read) and enough to notice a checkpoint replaced by another. None for a hub id, whose
-    files are not on disk before it loads.
-    """
-    if not os.path.isdir(model):
-        return None
-    digest = hashlib.sha256()
-    for folder, subfolders, files in os.walk(model):
-        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))  # e.g. a builder's staging folder
-        for name in sorted(f for f in files if not f.startswith(".")):
-            path = os.path.join(folder, name)
-            digest.update(f"{os.path.relpath(path, model)}\0{os.path.getsize(path)}\0".encode())
-            if name.endswith(".json"):
-                with open(path, "rb") as f:
-                    digest.update(f.read())
-    return digest.hexdigest()
+    """An output folder that cannot be resumed or restarted as asked; the message names what is in the way."""
 
 
 def record_path(output_dir: str, stage: str) -> str:
@@ -85,65 +50,131 @@ def read_record(output_dir: str, stage: str) -> dict[str, Any] | None:
                           "run with --restart to start this stage over") from None
 
 
-def check_identity(output_dir: str, stage: str, identity: dict[str, Any]) -> None:
-    """Refuse to resume `stage` in `output_dir` if its recorded identity differs from `identity`.
-
-    Raises:
-        ResumeError: listing each differing setting with its recorded and current value.
-    """
-    record = read_record(output_dir, stage)
-    if record is None:
-        return
-    before = record.get("identity", {})
-    # None is "not known" (a model folder that a demo builds on first use, a hub id): it differs from nothing.
-    differences = [f"{key}: was {_short(before.get(key))}, now {_short(identity.get(key))}"
-                   for key in sorted(set(before) | set(identity))
-                   if before.get(key) != identity.get(key) and None not in (before.get(key), identity.get(key))]
-    if differences:
-        raise ResumeError(
-            f"{output_dir} holds {stage} work of a different run, and the two are not mixed:\n  "
-            + "\n  ".join(differences)
-            + f"\nTo discard its {stage} work and start over, run again with --restart (the launcher: --restart "
-              f"{stage}), or choose another output directory."
-        )
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def restart(output_dir: str, stage: str) -> list[str]:
-    """Remove `stage`'s outputs and those derived from them (the edit stage's include the score stage's).
-
-    Returns:
-        The removed paths, relative to `output_dir`. Logs and the config are kept.
-    """
-    removed = []
-    for owner in STAGES[STAGES.index(stage):]:
-        for pattern in OUTPUTS[owner]:
-            for path in sorted(glob.glob(os.path.join(output_dir, pattern))):
-                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-                removed.append(os.path.relpath(path, output_dir))
-    return removed
-
-
 def begin_attempt(output_dir: str, stage: str, identity: dict[str, Any], **facts: Any) -> None:
     """Record the identity and a new attempt with `facts` (world size, samples done and to do).
 
-    The first attempt records the whole identity; later ones only fill in what was not known before.
+    The first attempt records the whole identity; a later one only fills in a fingerprint that was not known
+    before. Anything else recorded stays as it is, null included.
     """
-    record = read_record(output_dir, stage) or {"identity": identity, "attempts": []}
+    record = read_record(output_dir, stage) or {"identity": identity, "attempts": [], "outputs": []}
     for key, value in identity.items():
-        if key in record["identity"] and record["identity"][key] is None:
+        if key.endswith(FINGERPRINT_SUFFIX) and record["identity"].get(key) is None:
             record["identity"][key] = value
     record["attempts"].append({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **facts})
     atomic_write_json(record_path(output_dir, stage), record)
 
 
-def end_attempt(output_dir: str, stage: str, **facts: Any) -> list[dict[str, Any]]:
-    """Add `facts` (e.g. elapsed time) to the last attempt; returns every attempt so far."""
+def end_attempt(output_dir: str, stage: str, outputs: tuple[str, ...] | list[str] = (),
+                **facts: Any) -> list[dict[str, Any]]:
+    """Add `facts` (e.g. elapsed time) to the last attempt and claim `outputs`, the files (relative to the output
+    folder) the stage is about to write; returns every attempt so far. Claimed first and written second, so a
+    file of the stage is always accounted for."""
     record = read_record(output_dir, stage)
     record["attempts"][-1].update(facts)
+    record["outputs"] = sorted(set(record.get("outputs", [])) | set(outputs))
     atomic_write_json(record_path(output_dir, stage), record)
     return record["attempts"]
+
+
+def _relative(output_dir: str, path: str) -> str:
+    return os.path.relpath(path, output_dir).replace(os.sep, "/")
+
+
+def stage_files(output_dir: str, stage: str) -> list[str]:
+    """The files present where `stage` writes (relative paths), whoever wrote them."""
+    exact = [f"{PROGRESS_DIR}/{stage}.json"]
+    exact += [MANIFEST_NAME] if stage == "edit" else list(REPORT_NAMES)
+    found = [name for name in exact if os.path.lexists(os.path.join(output_dir, name))]
+    for name in exact:
+        found += [_relative(output_dir, p) for p in glob.glob(os.path.join(output_dir, glob.escape(name) + ".tmp-*"))
+                  if re.fullmatch(re.escape(name) + _TEMPORARY, _relative(output_dir, p))]
+    found += [_relative(output_dir, p) for p in journal_paths(output_dir, stage)]
+    if stage == "edit":
+        for folder, subfolders, files in os.walk(os.path.join(output_dir, SHARDS_DIR)):
+            links = [d for d in subfolders if os.path.islink(os.path.join(folder, d))]   # removed as links
+            found += [_relative(output_dir, os.path.join(folder, f)) for f in files + links]
+    return sorted(found)
+
+
+def owned_files(output_dir: str, stage: str) -> set[str]:
+    """The files the stage's records say the tool wrote: the record, the journals, the claimed outputs (and
+    their temporary files), and for the edit stage every shard part of a rank that has a journal, recorded or
+    not (a part renamed into place just before a kill is never recorded)."""
+    record = read_record(output_dir, stage)
+    if record is None:
+        return set()
+    journals = journal_paths(output_dir, stage)
+    owned = {f"{PROGRESS_DIR}/{stage}.json", *(_relative(output_dir, j) for j in journals)}
+    claimed = set(record.get("outputs", []))
+    owned |= {f for f in stage_files(output_dir, stage) if f in claimed or
+              any(re.fullmatch(re.escape(c) + _TEMPORARY, f) for c in claimed | {f"{PROGRESS_DIR}/{stage}.json"})}
+    if stage == "edit":
+        owned |= {part["path"] for part in read_journals(journals).records if isinstance(part.get("path"), str)}
+        writers = {re.search(r"-r(\d{5})-of-(\d{5})\.jsonl$", j).groups() for j in journals}
+        owned |= {f for f in stage_files(output_dir, stage) if (m := _PART.fullmatch(f)) and m.groups() in writers}
+    return owned
+
+
+def unowned_files(output_dir: str, stages: tuple[str, ...] | list[str]) -> list[str]:
+    """Files where `stages` write that their records do not account for (another program's, or a person's)."""
+    foreign = []
+    for stage in stages:
+        owned = owned_files(output_dir, stage)
+        foreign += [f for f in stage_files(output_dir, stage) if f not in owned]
+    return sorted(foreign)
+
+
+def _listing(files: list[str]) -> str:
+    more = f" and {len(files) - SHOWN} more" if len(files) > SHOWN else ""
+    return ", ".join(files[:SHOWN]) + more
+
+
+def check_fresh(output_dir: str, stage: str) -> None:
+    """Refuse to start `stage` in a folder where it would write over files it did not write.
+
+    Raises:
+        ResumeError: naming those files.
+    """
+    foreign = unowned_files(output_dir, [stage])
+    if foreign:
+        raise ResumeError(f"{output_dir} holds files that this tool did not write where the {stage} stage writes: "
+                          f"{_listing(foreign)}. Move them away, or choose another output directory.")
+
+
+def check_restartable(output_dir: str, stage: str) -> None:
+    """Refuse a restart of `stage` that would have to delete files the records do not account for.
+
+    Raises:
+        ResumeError: naming those files, and saying whether the folder holds a run of this tool at all.
+    """
+    foreign = unowned_files(output_dir, STAGES[STAGES.index(stage):])
+    if foreign:
+        holds_run = any(read_record(output_dir, s) is not None for s in STAGES)
+        what = ("holds no run of this tool" if not holds_run else
+                "holds files that this run's records do not account for")
+        raise ResumeError(f"{output_dir} {what}, where --restart would delete: {_listing(foreign)}; nothing was "
+                          "removed. Move those files away, or choose another output directory.")
+
+
+def restart(output_dir: str, stage: str) -> list[str]:
+    """Remove `stage`'s files and those computed from them (the edit stage's include the score stage's), and
+    nothing else: logs, the config and any file the records do not account for are kept.
+
+    Returns:
+        The removed paths, relative to `output_dir`.
+
+    Raises:
+        ResumeError: before removing anything, as `check_restartable`.
+    """
+    check_restartable(output_dir, stage)
+    removed = [f for s in STAGES[STAGES.index(stage):] for f in stage_files(output_dir, s)]
+    for name in removed:
+        os.remove(os.path.join(output_dir, name))
+    _remove_empty_folders(os.path.join(output_dir, SHARDS_DIR))
+    return removed
+
+
+def _remove_empty_folders(top: str) -> None:
+    for folder, _, _ in sorted(os.walk(top), key=lambda entry: -len(entry[0])):
+        if not os.listdir(folder):
+            os.rmdir(folder)

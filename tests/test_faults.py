@@ -8,6 +8,7 @@ import shutil
 import time
 
 import pytest
+import torch
 
 from conftest import DEMO_DATASET, base_python, copy_run, fault, run_module, torchrun, write_config
 from shards.dataset import load_dataset
@@ -249,3 +250,27 @@ def test_skipped_unreadable_images_are_failed_in_the_report_never_dropped(python
     assert report["overall"]["failed"] == 2 and report["overall"]["count"] == 4
     assert report["categories"]["环境"]["failed"] == 1 and report["categories"]["社会"]["failed"] == 1
     assert "Failed (2): env-01 (cannot decode image" in _output(done)
+
+
+def test_a_resume_after_the_judges_weights_were_replaced_by_same_size_weights_is_refused(pythons, demo_run, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    judge = shutil.copytree(_report(demo_run[1])["config"]["score"]["model"], tmp_path / "judge")
+    config = write_config(tmp_path, {"score.model": str(judge), "score.build_tiny": False})
+    out = copy_run(demo_run[1], str(tmp_path / "run"), scores=False)
+    args = ["--config", config, "--output-dir", out]
+    # Killed after its first judgement: the resume must not add nine judgements of other weights to it.
+    first = torchrun(pythons["score"], "score_stage", 1, args,
+                     env=fault("score_stage.judge:Judge.ask", 0, "kill", call=2))
+    assert first.returncode != 0 and len(read_journals(journal_paths(out, "score")).records) == 1
+    (weights,) = [os.path.join(d, f) for d, _, files in os.walk(judge) for f in files if f.endswith(".safetensors")]
+    size, tensors = os.path.getsize(weights), load_file(weights)
+    generator = torch.Generator().manual_seed(1)
+    save_file({k: torch.randn(t.shape, generator=generator).to(t.dtype) for k, t in tensors.items()}, weights,
+              metadata={"format": "pt"})
+    assert os.path.getsize(weights) == size                         # the same shapes: the same file size
+    resumed = torchrun(pythons["score"], "score_stage", 1, args)
+    assert resumed.returncode != 0
+    assert "holds score work of a different run" in _output(resumed)
+    assert f"score.model files fingerprint ({judge}): was" in _output(resumed)
+    assert len(read_journals(journal_paths(out, "score")).records) == 1   # nothing judged by the other weights

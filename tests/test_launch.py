@@ -3,11 +3,12 @@
 import json
 import os
 import re
+import shutil
 import time
 
 import pytest
 
-from conftest import DEMO_CONFIG, DEMO_DATASET, base_python, copy_run, run_module, write_config
+from conftest import DEMO_CONFIG, DEMO_DATASET, REPO, base_python, copy_run, run_module, write_config
 from launch.stages import _root_cause
 from shards.dataset import load_dataset
 from shards.store import read_manifest, verify_shards
@@ -116,3 +117,83 @@ def test_a_rank_killed_by_a_signal_is_named_from_torchruns_summary():
     assert _root_cause("noise\n" + TORCHRUN_SUMMARY) == (
         "\n--- rank 1: exit code -9 (pid: 3854) (SIGKILL): Signal 9 (SIGKILL) received by PID 3854")
     assert _root_cause("no summary at all") == "; see its output above"
+
+
+def _files(folder):
+    return sorted(os.path.relpath(os.path.join(d, f), folder) for d, _, names in os.walk(folder) for f in names)
+
+
+def test_a_stage_restart_in_a_folder_without_a_run_removes_nothing(pythons, tmp_path):
+    out = tmp_path / "mine"
+    (out / "shards").mkdir(parents=True)
+    for name in ("shards/keep.txt", "report.md", "results.csv"):
+        (out / name).write_text("the user's own file")
+    done = run_module(pythons["edit"], ["-m", "edit_stage", "--config", DEMO_CONFIG, "--output-dir", str(out),
+                                        "--limit", "1", "--restart"], timeout=600)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "holds no run of this tool" in done.stderr and "shards/keep.txt" in done.stderr
+    assert _files(out) == ["report.md", "results.csv", "shards/keep.txt"]
+
+
+def test_a_launcher_restart_from_the_repository_root_keeps_the_projects_own_shards_package(pythons, tmp_path):
+    import subprocess
+
+    copy = tmp_path / "repo"                                  # the project's tracked files, as a clone has them
+    tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                             capture_output=True, text=True, check=True).stdout.split()
+    for name in tracked:
+        os.makedirs(os.path.dirname(copy / name), exist_ok=True)
+        shutil.copy2(os.path.join(REPO, name), copy / name)
+    config = write_config(copy, {"edit.env": {"python": pythons["edit"]}, "score.env": {"python": pythons["score"]}})
+    before = _files(copy / "shards")
+    done = subprocess.run([base_python(), "-m", "launch", "--config", config, "--output-dir", ".", "--restart",
+                           "--limit", "1", "--nproc-per-node", "1"], cwd=copy, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "PYTHONPATH": str(copy)})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "holds no run of this tool" in done.stderr and "shards/config.py" in done.stderr
+    assert _files(copy / "shards") == before
+
+
+def _alive_with(text: str) -> list[str]:
+    """Command lines of running processes that mention `text`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                zombie = f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+        except OSError:
+            continue
+        if text in cmdline and not zombie:
+            found.append(cmdline)
+    return found
+
+
+def test_sigterm_to_the_launcher_stops_its_stages_and_the_work_stays_resumable(pythons, tmp_path):
+    import signal
+    import subprocess
+
+    out = str(tmp_path / "run")
+    proc = subprocess.Popen([base_python(), "-m", "launch", "--config", DEMO_CONFIG, "--output-dir", out],
+                            cwd=REPO, env={**os.environ, "PYTHONPATH": REPO}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in proc.stdout:                                  # until the first image is edited
+        seen.append(line)
+        if re.search(r"\] edited \S+ in ", line):
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=60)
+    output = "".join(seen) + rest
+    assert proc.returncode == 143, output
+    assert "stopped by SIGTERM" in output
+    deadline = time.monotonic() + 10
+    while _alive_with(out) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _alive_with(out) == []                             # torchrun and every rank are gone with it
+    again = launch(["--config", DEMO_CONFIG, "--output-dir", out])
+    assert again.returncode == 0, again.stdout + again.stderr
+    with open(os.path.join(out, "report.json"), encoding="utf-8") as f:
+        ids = [s["id"] for s in json.load(f)["samples"]]
+    assert sorted(ids) == sorted(s.id for s in load_dataset(DEMO_DATASET))

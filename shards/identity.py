@@ -1,0 +1,160 @@
+"""What a run is, so that a resumed run never mixes its work with another's.
+
+A stage's identity is the settings that change its results (null is a value like any other), the dataset file's
+digest (edit stage) and a fingerprint of the local model folder: a sha256 over every file's content, weights
+included, so a checkpoint overwritten in place with same-size weights is noticed. Hashing a 60 GB checkpoint takes
+a while, so each file's digest is cached in the output folder (`progress/model-digests.json`) under its size,
+modification time, change time and inode: a file rewritten in any way gets a new change time, which no tool can
+set back, and is hashed again. Running a stage again resumes only if its identity is unchanged; otherwise it is
+refused with every difference named. Standard library only: the launcher checks before it builds any environment.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+from typing import Any, Iterator
+
+from shards.config import RunConfig
+from shards.journal import PROGRESS_DIR
+from shards.resume import FINGERPRINT_SUFFIX, ResumeError, check_fresh, read_record
+from shards.store import atomic_write_json, sha256_file
+
+# Settings that change how a stage runs, not what it produces: a resumed run may change them freely.
+OPERATIONAL = {
+    "edit": ("env", "build_tiny", "samples_per_shard", "trust_remote_code"),
+    "score": ("env", "build_tiny", "batch_size", "trust_remote_code"),
+}
+DIGEST_CACHE = "model-digests.json"
+HASH_THREADS = 8                                   # hashlib releases the GIL: files are hashed side by side
+_ABSENT = object()
+
+
+def run_identity(config: RunConfig, stage: str) -> dict[str, Any]:
+    """The settings, model and (for the edit stage) dataset that decide a stage's results, as flat JSON data."""
+    settings = dataclasses.asdict(getattr(config, stage))
+    identity = {f"{stage}.{k}": v for k, v in settings.items() if k not in OPERATIONAL[stage]}
+    cache = os.path.join(config.output_dir, PROGRESS_DIR, DIGEST_CACHE)
+    identity[f"{stage}.model{FINGERPRINT_SUFFIX}"] = model_fingerprint(settings["model"], cache)
+    if stage == "edit":
+        identity["dataset file sha256"] = sha256_file(config.dataset.path)
+    return identity
+
+
+def check_resumable(config: RunConfig, stage: str) -> list[str]:
+    """Refuse a folder holding `stage` work of a different run, or files of others where a new run would write.
+
+    Returns:
+        Notes to show: what could not be compared (a model with no fingerprint).
+
+    Raises:
+        ResumeError: naming every difference, or the files in the way.
+    """
+    if read_record(config.output_dir, stage) is None:
+        check_fresh(config.output_dir, stage)
+        return []
+    return check_identity(config.output_dir, stage, run_identity(config, stage))
+
+
+def check_identity(output_dir: str, stage: str, identity: dict[str, Any]) -> list[str]:
+    """Refuse to resume `stage` in `output_dir` if its recorded identity differs from `identity`.
+
+    Returns:
+        A note for each fingerprint that could not be compared because one side has none.
+
+    Raises:
+        ResumeError: listing each differing setting with its recorded and current value.
+    """
+    record = read_record(output_dir, stage)
+    if record is None:
+        return []
+    before, differences, notes = record.get("identity", {}), [], []
+    for key in sorted(set(before) | set(identity)):
+        was, now = before.get(key, _ABSENT), identity.get(key, _ABSENT)
+        if was == now:
+            continue
+        if key.endswith(FINGERPRINT_SUFFIX):
+            model = identity.get(key[: -len(FINGERPRINT_SUFFIX)], "?")
+            if None in (was, now) or _ABSENT in (was, now):
+                notes.append(f"{key} ({model}): not compared, it could not be computed "
+                             f"{'when the run started' if was in (None, _ABSENT) else 'now'} (a hub id, or a "
+                             "folder not built yet)")
+                continue
+            key = f"{key} ({model})"
+        differences.append(f"{key}: was {_short(was)}, now {_short(now)}")
+    if differences:
+        raise ResumeError(
+            f"{output_dir} holds {stage} work of a different run, and the two are not mixed:\n  "
+            + "\n  ".join(differences)
+            + f"\nTo discard its {stage} work and start over, run again with --restart (the launcher: --restart "
+              f"{stage}), or choose another output directory."
+        )
+    return notes
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    if value is _ABSENT:
+        return "(not recorded)"
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def model_fingerprint(model: str, cache_path: str | None = None) -> str | None:
+    """A sha256 over every file of a local checkpoint folder: its path, size and content digest.
+
+    Hidden files and folders (a builder's staging folder) are left out. None for a hub id, whose files are not on
+    disk before it loads.
+
+    Args:
+        cache_path: A JSON file of earlier file digests to reuse and update (None: hash every file).
+    """
+    if not os.path.isdir(model):
+        return None
+    files = []
+    for folder, subfolders, names in os.walk(model):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        files += [os.path.join(folder, n) for n in sorted(names) if not n.startswith(".")]
+    with _digest_cache(cache_path) as cache:
+        stats = {path: _stat_key(path) for path in files}
+        stale = [p for p in files if cache.get(os.path.realpath(p), {}).get("stat") != stats[p]]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
+            for path, digest in zip(stale, pool.map(sha256_file, stale)):
+                cache[os.path.realpath(path)] = {"stat": stats[path], "sha256": digest}
+    digest = hashlib.sha256()
+    for path in files:
+        entry = cache[os.path.realpath(path)]
+        digest.update(f"{os.path.relpath(path, model)}\0{entry['stat'][0]}\0{entry['sha256']}\n".encode())
+    return digest.hexdigest()
+
+
+def _stat_key(path: str) -> list[int]:
+    """What changes whenever a file's content might: size, modification time, change time (which no tool can set
+    back), device and inode (a file replaced by another)."""
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_dev, st.st_ino]
+
+
+@contextlib.contextmanager
+def _digest_cache(path: str | None) -> Iterator[dict[str, Any]]:
+    """The cached digests, held under an exclusive lock so that ranks starting together hash a checkpoint once
+    (the first does, the others then read its results); written back on the way out."""
+    if path is None:
+        yield {}
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            with open(path, encoding="utf-8") as f:
+                cache = json.load(f)
+        except (FileNotFoundError, json.JSONDecodeError):
+            cache = {}
+        before = json.dumps(cache, sort_keys=True)
+        yield cache
+        if json.dumps(cache, sort_keys=True) != before:
+            atomic_write_json(path, cache)

@@ -1,0 +1,84 @@
+"""Stage environments: what a venv's stamp records, and that a rebuild never leaves a stage without a working one."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import base_python, write_config
+from launch import envs
+from launch.cli import prepare_environments
+from shards.config import load_config
+
+
+
+def _installs_fail(monkeypatch, tmp_path) -> None:
+    """Make every pip install fail at once, offline: no index and a constraint nothing satisfies."""
+    constraint = tmp_path / "impossible.txt"
+    constraint.write_text("pyyaml<0\n")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_CONSTRAINT", str(constraint))
+
+
+def _working_venv(folder, requirements=None) -> str:
+    """A venv with a file of ours inside and a stamp saying what it was built from; returns its interpreter."""
+    subprocess.run([base_python(), "-m", "venv", "--without-pip", str(folder)], check=True)
+    python = os.path.join(folder, "bin", "python")
+    version = subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    stamp = {"python": version, "extras": [],
+             "requirements": requirements or sorted(envs.requirements_stamp([])["requirements"])}
+    (folder / envs.STAMP_NAME).write_text(json.dumps(stamp))
+    (folder / "ours.txt").write_text("installed packages live here")
+    return python
+
+
+def test_a_launcher_on_another_python_patch_version_reuses_the_environment(tmp_path, monkeypatch):
+    python = _working_venv(tmp_path / "env")
+    monkeypatch.setattr(sys, "version", "3.11.2 (main, Mar 13 2023, 12:18:29) [GCC 12.2.0]")
+    _installs_fail(monkeypatch, tmp_path)
+    assert envs.ensure_venv(str(tmp_path / "env"), [], "edit") == python
+    assert (tmp_path / "env" / "ours.txt").exists()
+
+
+def test_a_failed_rebuild_leaves_the_old_environment_working(tmp_path, monkeypatch):
+    python = _working_venv(tmp_path / "env", requirements=["an-old-pin==1.0"])
+    _installs_fail(monkeypatch, tmp_path)
+    with pytest.raises(envs.EnvError, match="the environment in use is left as it was"):
+        envs.ensure_venv(str(tmp_path / "env"), [], "edit")
+    assert (tmp_path / "env" / "ours.txt").exists()
+    assert subprocess.run([python, "-c", "print('ok')"], capture_output=True, text=True).stdout == "ok\n"
+    assert sorted(os.listdir(tmp_path)) == ["env", "impossible.txt"]     # no half-built replacement left behind
+
+
+def test_every_environment_setting_is_checked_before_any_is_rebuilt(tmp_path, monkeypatch):
+    _working_venv(tmp_path / "score-env", requirements=["an-old-pin==1.0"])
+    _installs_fail(monkeypatch, tmp_path)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.delenv("CONDA_EXE", raising=False)
+    config = load_config(write_config(tmp_path, {"edit.env": {"conda": "no-such-env"},
+                                                 "score.env": {"venv": str(tmp_path / "score-env"), "extras": []}}))
+    with pytest.raises(envs.EnvError, match="edit.env.conda"):
+        prepare_environments(config)
+    assert (tmp_path / "score-env" / "ours.txt").exists()
+
+
+def test_a_rebuilt_environment_is_swapped_in_with_its_scripts_pointing_at_its_own_folder(tmp_path, monkeypatch):
+    _working_venv(tmp_path / "env", requirements=["an-old-pin==1.0"])
+
+    def install(python, spec, stage, folder):                     # what pip does: scripts naming this python
+        script = os.path.join(os.path.dirname(python), "torchrun")
+        with open(script, "w") as f:
+            f.write(f"#!{python}\nimport sys\nprint(sys.prefix)\n")
+        os.chmod(script, 0o755)
+
+    monkeypatch.setattr(envs, "_install", install)
+    python = envs.ensure_venv(str(tmp_path / "env"), [], "edit")
+    assert python == str(tmp_path / "env" / "bin" / "python")
+    assert sorted(os.listdir(tmp_path)) == ["env"] and not (tmp_path / "env" / "ours.txt").exists()
+    ran = subprocess.run([str(tmp_path / "env" / "bin" / "torchrun")], capture_output=True, text=True)
+    assert ran.stdout.strip() == str(tmp_path / "env")
+    assert json.loads((tmp_path / "env" / envs.STAMP_NAME).read_text())["requirements"] == \
+        envs.requirements_stamp([])["requirements"]
