@@ -16,9 +16,10 @@ from typing import Any
 
 from torch.distributed.elastic.multiprocessing.errors import record
 
+from edit_stage.speed import check_speed
 from shards.config import RunConfig, load_config, overrides_from_args, stage_argument_parser, to_dict
-from shards.dataset import ImageCheck, Sample, check_images, derive_seed, load_dataset, select_samples, split_for_rank
-from shards.dist import (DistState, Terminated, all_gather_json, barrier, finish, init_distributed,
+from shards.dataset import ImageCheck, Sample, check_images, derive_seed, load_dataset, select_samples
+from shards.dist import (DistState, Terminated, WorkQueue, all_gather_json, barrier, finish, init_distributed,
                          map_in_parallel, sigterm_raises, teardown)
 from shards.logs import EVERY_RANK, exit_on_input_error, progress, setup_logging
 from shards.identity import check_resumable, run_identity
@@ -43,6 +44,7 @@ def plan_run(config: RunConfig, restart_requested: bool) -> Plan:
     # Missing images pass the line checks here so that check_images reports them with the undecodable ones.
     samples = load_dataset(config.dataset.path, categories=list(config.score.prompts), allow_missing_images=True)
     samples = select_samples(samples, config.dataset.categories, config.dataset.limit)
+    check_speed(config.edit, config.source)
     images = check_images(samples, config.dataset.path, skip_unreadable=config.dataset.skip_unreadable_images)
     if restart_requested:
         check_restartable(config.output_dir, "edit")    # every rank refuses alike, before rank 0 removes anything
@@ -98,29 +100,36 @@ def ensure_tiny_pipeline(config: RunConfig, state: DistState) -> None:
     barrier()
 
 
-def edit_share(config: RunConfig, state: DistState, samples: list[Sample], plan: Plan, log) -> list[dict]:
-    """Edit this rank's samples, closing and recording a shard part every `samples_per_shard` images.
+def edit_share(config: RunConfig, state: DistState, todo: list[Sample], plan: Plan, log) -> dict[str, Any]:
+    """Edit samples from the shared queue until none is left, closing and recording a shard part every
+    `samples_per_shard` images. A rank that finishes a sample takes the next one nobody has.
 
     Returns:
-        The parts this rank wrote (each with its samples' manifest entries).
+        This rank's parts (each with its samples' manifest entries), samples done, busy and load seconds.
     """
     from edit_stage.pipeline import edit_sample, load_pipeline, manifest_entry
 
+    queue = WorkQueue(len(todo), state, "edit")
+    start = time.perf_counter()
     pipe = load_pipeline(config.edit, state.device)
+    loaded, busy, done = time.perf_counter() - start, 0.0, 0
     root = os.path.dirname(config.dataset.path)
     writer = ShardWriter(config.output_dir, state.rank, state.world_size, config.edit.samples_per_shard)
-    with writer, sigterm_raises(), progress(state, "edit", "samples", len(samples)) as bar, \
+    with writer, sigterm_raises(), progress(state, "edit", "samples", len(todo)) as bar, \
             progress(state, "edit", "denoise", config.edit.num_inference_steps, slot=1, leave=False) as steps:
-        for sample in samples:
+        for position in queue:
+            sample = todo[position]
             seed = derive_seed(config.edit.seed, sample.id)
-            start = time.perf_counter()
+            begin = time.perf_counter()
             image = edit_sample(pipe, config.edit, sample, root, seed, steps)
-            seconds = time.perf_counter() - start
+            seconds = time.perf_counter() - begin
             writer.add(manifest_entry(sample, seed, plan.images.sha256[sample.id], image, seconds), image)
+            busy, done = busy + time.perf_counter() - begin, done + 1
             log.info("edited %s/%s in %.1fs (%dx%d)", sample.category, sample.id, seconds,
                      image.shape[1], image.shape[0], extra=EVERY_RANK)
             bar.update(1)
-    return writer.parts
+    return {"parts": writer.parts, "rank": state.rank, "samples": done, "busy_s": round(busy, 3),
+            "load_s": round(loaded, 3)}
 
 
 def build_manifest(config: RunConfig, plan: Plan, parts: list[dict], attempts: list[dict],
@@ -161,17 +170,16 @@ def main(argv: list[str] | None = None) -> None:
     with exit_on_input_error():
         config = load_config(args.config, overrides_from_args(args))
         plan = plan_run(config, args.restart)
-    state = init_distributed(config.distributed.timeout_s)
+        state = init_distributed(config.distributed.device, config.distributed.timeout_s)
     try:
         log = setup_logging("edit", state, config.output_dir)
         with exit_on_input_error():
             trusted = resume_point(config, state, plan, args.restart, log)
         done = edited_entries(trusted).keys() & {s.id for s in plan.samples}
         todo = [s for s in plan.samples if s.id not in done and s.id not in plan.images.failed]
-        mine = split_for_rank(todo, state.rank, state.world_size)
-        log.info("%d samples selected: %d already edited (verified), %d failed to load, %d to edit on %d ranks; "
-                 "this rank edits %d", len(plan.samples), len(done), len(plan.images.failed), len(todo),
-                 state.world_size, len(mine), extra=EVERY_RANK)
+        log.info("%d samples selected: %d already edited (verified), %d failed to load, %d to edit on %d ranks "
+                 "(each takes the next sample as it finishes one)", len(plan.samples), len(done),
+                 len(plan.images.failed), len(todo), state.world_size, extra=EVERY_RANK)
         for sample_id, reason in plan.images.failed.items():
             log.warning("sample '%s' is recorded as failed: %s", sample_id, reason)
         for note in plan.notes:
@@ -183,13 +191,15 @@ def main(argv: list[str] | None = None) -> None:
             begin_attempt(config.output_dir, "edit", identity, world_size=state.world_size,
                           done_before=len(done), to_do=len(todo))
         barrier()  # the record exists before any rank opens a journal: every file in the folder is accounted for
-        new_parts = edit_share(config, state, mine, plan, log) if mine else []
-        shares = all_gather_json(new_parts, state)
+        work = edit_share(config, state, todo, plan, log) if todo else {"parts": [], "rank": state.rank,
+                                                                          "samples": 0, "busy_s": 0.0, "load_s": 0.0}
+        shares = all_gather_json(work, state)
         if state.is_main:
+            ranks = [{k: v for k, v in share.items() if k != "parts"} for share in shares]
             attempts = end_attempt(config.output_dir, "edit", outputs=[MANIFEST_NAME], edited=len(todo),
-                                   elapsed_s=round(time.perf_counter() - start, 3))
-            manifest = build_manifest(config, plan, trusted + [p for share in shares for p in share], attempts,
-                                      identity)
+                                   elapsed_s=round(time.perf_counter() - start, 3), ranks=ranks)
+            manifest = build_manifest(config, plan, trusted + [p for share in shares for p in share["parts"]],
+                                      attempts, identity)
             path = write_manifest(config.output_dir, manifest)
             log.info("wrote %s (%d samples, %d failed, in %d shards)", path, len(manifest["samples"]),
                      len(plan.images.failed), len(manifest["shards"]))

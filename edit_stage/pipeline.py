@@ -1,72 +1,114 @@
-"""Loading a Qwen-Image-Edit pipeline and editing one sample with it."""
+"""Loading a Qwen-Image-Edit pipeline onto a rank's device and editing one sample with it."""
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
 import diffusers
 import numpy as np
 import torch
-from PIL import Image
+import transformers
+from PIL import Image, ImageOps
 
+from edit_stage.denoise import edit_plus
+from edit_stage.speed import apply_speed
 from shards.config import EditConfig
 from shards.dataset import Sample
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+# The components that hold weights: each is loaded on its own, straight onto the rank's device.
+WEIGHTED = ("transformer", "text_encoder", "vae")
 
 
 def load_pipeline(cfg: EditConfig, device: torch.device):
-    """Load the configured pipeline class from `cfg.model` onto this rank's device.
+    """Load the configured pipeline class from `cfg.model` onto this rank's device, with `cfg.speed` applied.
+
+    Each weighted component is read from its memory-mapped safetensors files directly onto `device`
+    (`device_map={"": device}`, through accelerate): no rank builds a private copy of the model in host memory
+    first, and ranks on one node share the files' pages in the page cache.
 
     Raises:
         ValueError: if the checkpoint's model_index.json names another pipeline class than the config.
     """
     cls = getattr(diffusers, cfg.pipeline)
-    saved_class = cls.load_config(cfg.model).get("_class_name")
-    if saved_class != cfg.pipeline:
-        raise ValueError(f"edit.pipeline is {cfg.pipeline} but the checkpoint {cfg.model} is a {saved_class}; "
-                         "use QwenImageEditPlusPipeline for -2509/-2511 checkpoints, QwenImageEditPipeline otherwise")
+    index = cls.load_config(cfg.model)
+    if index.get("_class_name") != cfg.pipeline:
+        raise ValueError(f"edit.pipeline is {cfg.pipeline} but the checkpoint {cfg.model} is a "
+                         f"{index.get('_class_name')}; use QwenImageEditPlusPipeline for -2509/-2511 checkpoints, "
+                         "QwenImageEditPipeline otherwise")
+    dtype = DTYPES[cfg.dtype]
+    components = {name: _load_component(cfg, name, index[name], dtype, device) for name in WEIGHTED}
     # torch_dtype, not dtype: diffusers 0.39 ignores dtype= (0.42 only deprecates torch_dtype=).
     # use_safetensors=True: with the default (None) diffusers falls back to pickled .bin weights.
-    pipe = cls.from_pretrained(cfg.model, torch_dtype=DTYPES[cfg.dtype], use_safetensors=True,
-                               trust_remote_code=cfg.trust_remote_code).to(device)
+    pipe = cls.from_pretrained(cfg.model, **components, torch_dtype=dtype, use_safetensors=True,
+                               trust_remote_code=cfg.trust_remote_code)
     pipe.set_progress_bar_config(disable=True)
+    apply_speed(pipe, cfg.speed)
     return pipe
+
+
+def _load_component(cfg: EditConfig, name: str, entry: list[str], dtype: torch.dtype, device: torch.device):
+    library, class_name = entry
+    cls = getattr(diffusers if library == "diffusers" else transformers, class_name)
+    # diffusers names the dtype torch_dtype; transformers 4.57 warns on torch_dtype and takes dtype.
+    dtype_kwarg = {"torch_dtype": dtype} if library == "diffusers" else {"dtype": dtype}
+    return cls.from_pretrained(cfg.model, subfolder=name, device_map={"": str(device)}, use_safetensors=True,
+                               trust_remote_code=cfg.trust_remote_code, **dtype_kwarg).eval()
+
+
+def open_image(path: str) -> Image.Image:
+    """An RGB image as a viewer shows it: EXIF orientation applied, as diffusers' `load_image` does."""
+    with Image.open(path) as f:
+        return ImageOps.exif_transpose(f).convert("RGB")
+
+
+def edit_image(pipe, cfg: EditConfig, image: Image.Image, prompt: str, seed: int,
+               on_step: Callable[[int], None] = lambda step: None) -> np.ndarray:
+    """Edit one image with the configured settings; HWC float pixels in [0, 1].
+
+    A CPU generator draws the same noise on any device, so an image depends only on its seed. With
+    `speed.batched_cfg` (and CFG on), the stage's own loop runs both CFG passes as one batch.
+    """
+    generator = torch.Generator("cpu").manual_seed(seed)
+    cfg_on = cfg.true_cfg_scale > 1 and cfg.negative_prompt is not None
+    if cfg.speed.batched_cfg and cfg_on:
+        return edit_plus(pipe, image, prompt, cfg.negative_prompt, cfg.true_cfg_scale, cfg.num_inference_steps,
+                         generator, cfg.height, cfg.width, batched=True, on_step=on_step)
+
+    def on_step_end(_pipe, step, _timestep, callback_kwargs):
+        on_step(step)
+        return callback_kwargs
+
+    sizes = {k: v for k, v in (("height", cfg.height), ("width", cfg.width)) if v is not None}
+    result = pipe(image=image, prompt=prompt, negative_prompt=cfg.negative_prompt, true_cfg_scale=cfg.true_cfg_scale,
+                  num_inference_steps=cfg.num_inference_steps, generator=generator, output_type="np",
+                  callback_on_step_end=on_step_end, **sizes)
+    return np.asarray(result.images[0], dtype=np.float32)
+
+
+def to_uint8(pixels: np.ndarray, what: str) -> torch.Tensor:
+    """HWC float pixels in [0, 1] as an HWC uint8 tensor, as diffusers' `numpy_to_pil` rounds them.
+
+    Raises:
+        RuntimeError: naming `what` if any pixel is not finite (instead of saving a black or noise image).
+    """
+    pixels = np.asarray(pixels, dtype=np.float32)
+    if not np.isfinite(pixels).all():
+        raise RuntimeError(f"{what}: the pipeline produced non-finite pixels")
+    return torch.from_numpy((pixels * 255.0).round().clip(0, 255).astype(np.uint8))
 
 
 def edit_sample(pipe, cfg: EditConfig, sample: Sample, dataset_root: str, seed: int, step_bar) -> torch.Tensor:
     """Edit one sample and return the image as an HWC uint8 RGB tensor.
 
     Raises:
-        RuntimeError: if the pipeline returns non-finite pixels (instead of saving a black or noise image).
+        RuntimeError: if the pipeline returns non-finite pixels.
     """
-    with Image.open(os.path.join(dataset_root, sample.image)) as f:
-        image = f.convert("RGB")
+    image = open_image(os.path.join(dataset_root, sample.image))
     step_bar.reset(total=cfg.num_inference_steps)
-
-    def on_step_end(_pipe, _step, _timestep, callback_kwargs):
-        step_bar.update(1)
-        return callback_kwargs
-
-    sizes = {k: v for k, v in (("height", cfg.height), ("width", cfg.width)) if v is not None}
-    result = pipe(
-        image=image,
-        prompt=sample.instruction,
-        negative_prompt=cfg.negative_prompt,
-        true_cfg_scale=cfg.true_cfg_scale,
-        num_inference_steps=cfg.num_inference_steps,
-        # A CPU generator draws the same noise on any device, so an image depends only on its seed.
-        generator=torch.Generator("cpu").manual_seed(seed),
-        output_type="np",
-        callback_on_step_end=on_step_end,
-        **sizes,
-    )
-    pixels = np.asarray(result.images[0], dtype=np.float32)
-    if not np.isfinite(pixels).all():
-        raise RuntimeError(f"sample '{sample.id}': the pipeline produced non-finite pixels "
-                           f"(dtype {cfg.dtype}, {cfg.num_inference_steps} steps)")
-    return torch.from_numpy((pixels * 255.0).round().clip(0, 255).astype(np.uint8))
+    pixels = edit_image(pipe, cfg, image, sample.instruction, seed, on_step=lambda step: step_bar.update(1))
+    return to_uint8(pixels, f"sample '{sample.id}' (dtype {cfg.dtype}, {cfg.num_inference_steps} steps)")
 
 
 def manifest_entry(sample: Sample, seed: int, image_sha256: str, image: torch.Tensor,

@@ -72,7 +72,7 @@ TEMPLATE_PREFIX = (
 )
 
 
-def _tokenizers() -> tuple[Qwen2Tokenizer, Qwen2TokenizerFast]:
+def build_tokenizers() -> tuple[Qwen2Tokenizer, Qwen2TokenizerFast]:
     """Return (slow, fast) Qwen2 tokenizers over one tiny BPE.
 
     The real model_index.json names the slow `Qwen2Tokenizer` for `tokenizer`, while the processor loads the fast
@@ -187,7 +187,7 @@ def build_tiny_pipeline(output_dir: str | os.PathLike, *, plus: bool = False, se
         `output_dir` as a Path. `model_index.json` appears last, so its presence means the folder is complete.
     """
     output_dir = pathlib.Path(output_dir)
-    slow_tokenizer, fast_tokenizer = _tokenizers()
+    slow_tokenizer, fast_tokenizer = build_tokenizers()
     pipeline_class = QwenImageEditPlusPipeline if plus else QwenImageEditPipeline
     pipe = pipeline_class(
         scheduler=FlowMatchEulerDiscreteScheduler(**SCHEDULER_CONFIG),

@@ -116,12 +116,13 @@ def prepare_environments(config) -> dict[str, str]:
     for stage, env in envs.items():
         try:
             if pythons[stage] is None:
-                requirements_stamp(env.extras)
+                requirements_stamp(env.extras, env.torch_index)
         except EnvError as e:
             raise EnvError(f"{stage}.env.extras: {e}") from None
     to_build = [stage for stage in STAGES if pythons[stage] is None]
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(STAGES)) as pool:
-        futures = {stage: pool.submit(ensure_venv, envs[stage].venv, envs[stage].extras, stage) for stage in to_build}
+        futures = {stage: pool.submit(ensure_venv, envs[stage].venv, envs[stage].extras, stage,
+                                      envs[stage].torch_index) for stage in to_build}
         pythons.update({stage: future.result() for stage, future in futures.items()})
     return pythons
 

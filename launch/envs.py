@@ -57,8 +57,8 @@ def _conda_interpreter(name: str, stage: str) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def requirements_stamp(extras: list[str]) -> dict:
-    """What a venv is built from: the project's pinned requirements for `extras`.
+def requirements_stamp(extras: list[str], torch_index: str | None = None) -> dict:
+    """What a venv is built from: the project's pinned requirements for `extras`, and the PyTorch index.
 
     Raises:
         EnvError: for an extra that pyproject.toml does not define.
@@ -70,7 +70,7 @@ def requirements_stamp(extras: list[str]) -> dict:
     if unknown:
         raise EnvError(f"unknown extras {unknown} (pyproject.toml defines {sorted(optional)})")
     requirements = sorted(project.get("dependencies", []) + [r for e in extras for r in optional[e]])
-    return {"extras": sorted(extras), "requirements": requirements}
+    return {"extras": sorted(extras), "requirements": requirements, "torch_index": torch_index}
 
 
 def python_version(python: str) -> str | None:
@@ -87,14 +87,14 @@ def _minor(version: str | None) -> str | None:
     return ".".join(version.split(".")[:2]) if version else None
 
 
-def ensure_venv(folder: str, extras: list[str], stage: str) -> str:
+def ensure_venv(folder: str, extras: list[str], stage: str, torch_index: str | None = None) -> str:
     """The venv's interpreter, building a replacement when it is missing, broken or its requirements changed.
 
     Raises:
         EnvError: if the build fails; an environment that was there is left in place, working as before.
     """
     python = os.path.join(folder, "bin", "python")
-    wanted = requirements_stamp(extras)
+    wanted = requirements_stamp(extras, torch_index)
     _finish_interrupted_swap(folder)
     stamp = _read_stamp(folder)
     if stamp is not None:
@@ -126,7 +126,7 @@ def _build_beside(folder: str, extras: list[str], stage: str, wanted: dict) -> N
     shutil.rmtree(staging, ignore_errors=True)                  # what an interrupted build left
     try:
         _run([sys.executable, "-m", "venv", staging], stage, folder)
-        _install(os.path.join(staging, "bin", "python"), spec, stage, folder)
+        _install(os.path.join(staging, "bin", "python"), spec, stage, folder, wanted["torch_index"])
         _retarget(staging, folder)
         stamp = {**wanted, "python": python_version(os.path.join(staging, "bin", "python"))}
         # The stamp is written last: a replacement without one is unfinished and is never swapped in.
@@ -139,9 +139,12 @@ def _build_beside(folder: str, extras: list[str], stage: str, wanted: dict) -> N
     print(f"[launch] {stage}: environment ready in {time.monotonic() - start:.0f}s", flush=True)
 
 
-def _install(python: str, spec: str, stage: str, folder: str) -> None:
-    """pip-install this project with its extras into the venv of `python`."""
-    _run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", spec], stage, folder)
+def _install(python: str, spec: str, stage: str, folder: str, torch_index: str | None = None) -> None:
+    """pip-install this project with its extras into the venv of `python`; torch from `torch_index` when given
+    (an extra index: its `2.14.1+cu128` ranks above PyPI's `2.14.1` for the same `torch==2.14.1` pin)."""
+    index = ["--extra-index-url", torch_index] if torch_index else []
+    _run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *index, "-e", spec], stage,
+         folder)
 
 
 def _run(command: list[str], stage: str, folder: str) -> None:

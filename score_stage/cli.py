@@ -18,8 +18,9 @@ from PIL import Image
 from torch.distributed.elastic.multiprocessing.errors import record
 
 from shards.config import RunConfig, load_config, overrides_from_args, stage_argument_parser, to_dict
-from shards.dataset import DatasetError, select_samples, split_for_rank
-from shards.dist import DistState, all_gather_json, barrier, finish, init_distributed, map_in_parallel, teardown
+from shards.dataset import DatasetError, select_samples
+from shards.dist import (DistState, WorkQueue, all_gather_json, barrier, finish, init_distributed, map_in_parallel,
+                         teardown)
 from shards.journal import JournalWriter, journal_path, journal_paths, read_journals
 from shards.logs import EVERY_RANK, exit_on_input_error, progress, setup_logging
 from shards.identity import check_resumable, run_identity
@@ -109,15 +110,24 @@ def ensure_tiny_judge(config: RunConfig, state: DistState) -> None:
     barrier()
 
 
-def judge_share(config: RunConfig, manifest: dict, state: DistState, entries: list[dict],
-                log) -> list[dict[str, Any]]:
-    """Judge this rank's samples: one query per sample and dimension, in batches. A sample is recorded in the
-    rank's journal, and its line printed, as soon as all its dimensions are answered."""
+def judge_share(config: RunConfig, manifest: dict, state: DistState, todo: list[dict], log) -> dict[str, Any]:
+    """Judge samples from the shared queue until none is left: one query per sample and dimension, in batches.
+    A rank takes the next sample nobody has whenever its batch needs more queries. A sample is recorded in the
+    rank's journal, and its line printed, as soon as all its dimensions are answered.
+
+    Returns:
+        This rank's results, samples judged, busy and load seconds.
+    """
     from score_stage.judge import Judge, batches_with_backoff
     from score_stage.results import describe, sample_result
 
+    queue = WorkQueue(len(todo), state, "score")
+    start = time.perf_counter()
     judge, prompts = Judge(config.score, state.device), config.score.prompts
-    queries = [(e, name) for e in entries for name in prompts[e["category"]].dimensions]
+    loaded = time.perf_counter() - start
+    # Drawn lazily: a sample is taken from the queue only when the next batch needs its queries.
+    queries = ((entry, name) for entry in (todo[position] for position in queue)
+               for name in prompts[entry["category"]].dimensions)
 
     def ask(batch: list[tuple[dict, str]]) -> list[dict]:
         asked = [(e, prompts[e["category"]].dimensions[name]) for e, name in batch]
@@ -129,12 +139,12 @@ def judge_share(config: RunConfig, manifest: dict, state: DistState, entries: li
 
     answers: dict[str, dict[str, dict]] = {}
     seconds: dict[str, float] = {}
-    results = []
+    results, busy = [], 0.0
     path = journal_path(config.output_dir, "score", state.rank, state.world_size)
-    with JournalWriter(path) as journal, progress(state, "score", "judged", len(entries)) as bar:
-        start = time.perf_counter()
+    with JournalWriter(path) as journal, progress(state, "score", "judged", len(todo)) as bar:
+        begin = time.perf_counter()
         for batch, batch_answers in batches_with_backoff(queries, config.score.batch_size, ask, on_retry):
-            share, finished = (time.perf_counter() - start) / len(batch), []
+            share, finished = (time.perf_counter() - begin) / len(batch), []
             for (entry, name), answer in zip(batch, batch_answers):
                 answers.setdefault(entry["id"], {})[name] = answer
                 seconds[entry["id"]] = seconds.get(entry["id"], 0.0) + share
@@ -148,8 +158,10 @@ def judge_share(config: RunConfig, manifest: dict, state: DistState, entries: li
                 log.info("%s", describe(result), extra=EVERY_RANK)
             results.extend(finished)
             bar.update(len(finished))
-            start = time.perf_counter()
-    return results
+            busy += time.perf_counter() - begin
+            begin = time.perf_counter()
+    return {"results": results, "rank": state.rank, "samples": len(results), "busy_s": round(busy, 3),
+            "load_s": round(loaded, 3)}
 
 
 def _edited(config: RunConfig, entry: dict[str, Any]) -> Image.Image:
@@ -222,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.restart:
             check_restartable(config.output_dir, "score")
         notes = [] if args.restart else check_resumable(config, "score")
-    state = init_distributed(config.distributed.timeout_s)
+        state = init_distributed(config.distributed.device, config.distributed.timeout_s)
     try:
         log = setup_logging("score", state, config.output_dir)
         for note in notes:
@@ -231,23 +243,24 @@ def main(argv: list[str] | None = None) -> None:
         todo = [e for e in entries if e["status"] == "ok" and e["id"] not in judged_before]
         with exit_on_input_error():
             verify_inputs_before_judging(config, manifest, entries, todo, state)
-        mine = split_for_rank(todo, state.rank, state.world_size)
         failed = sum(e["status"] == "failed" for e in entries)
         log.info("%d samples selected: %d judged before, %d failed in the edit stage, %d to judge on %d ranks "
-                 "(shards verified); this rank judges %d", len(entries), len(judged_before), failed, len(todo),
-                 state.world_size, len(mine), extra=EVERY_RANK)
+                 "(shards verified; each takes the next sample as it needs one)", len(entries), len(judged_before),
+                 failed, len(todo), state.world_size, extra=EVERY_RANK)
         if todo:
             ensure_tiny_judge(config, state)
         if state.is_main:  # after the tiny judge is built, so that its fingerprint is recorded
             begin_attempt(config.output_dir, "score", run_identity(config, "score"),
                           world_size=state.world_size, done_before=len(judged_before), to_do=len(todo))
         barrier()  # the record exists before any rank opens a journal: every file in the folder is accounted for
-        shares = all_gather_json(judge_share(config, manifest, state, mine, log) if mine else [], state)
+        idle = {"results": [], "rank": state.rank, "samples": 0, "busy_s": 0.0, "load_s": 0.0}
+        shares = all_gather_json(judge_share(config, manifest, state, todo, log) if todo else idle, state)
         thumbnails = make_thumbnails(config, manifest, entries, state)
         if state.is_main:
+            ranks = [{k: v for k, v in share.items() if k != "results"} for share in shares]
             attempts = end_attempt(config.output_dir, "score", outputs=REPORT_NAMES, judged=len(todo),
-                                   elapsed_s=round(time.perf_counter() - start, 3))
-            judged = {**judged_before, **{r["id"]: r for share in shares for r in share}}
+                                   elapsed_s=round(time.perf_counter() - start, 3), ranks=ranks)
+            judged = {**judged_before, **{r["id"]: r for share in shares for r in share["results"]}}
             write_outputs(config, manifest, entries, judged, attempts, thumbnails, state, log)
         finish()
     finally:

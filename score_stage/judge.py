@@ -7,7 +7,9 @@ answer prefix itself and reads the probabilities of the score's digits (see scor
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+import itertools
+
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from PIL import Image
@@ -26,11 +28,13 @@ class Judge:
 
     def __init__(self, cfg: ScoreConfig, device: torch.device):
         # Never device_map="auto" under torchrun: transformers may switch on tensor parallelism from WORLD_SIZE
-        # (transformers #38771), and the system this replaces left five of six GPUs idle that way.
-        # use_safetensors=True: never fall back to pickled .bin weights.
+        # (transformers #38771), and the system this replaces left five of six GPUs idle that way. The single-device
+        # map reads the memory-mapped safetensors straight onto this rank's device: no private copy of the weights
+        # in host memory per rank. use_safetensors=True: never fall back to pickled .bin weights.
         self.model = AutoModelForImageTextToText.from_pretrained(
             cfg.model, dtype=DTYPES[cfg.dtype], use_safetensors=True, trust_remote_code=cfg.trust_remote_code,
-        ).to(device).eval()
+            device_map={"": str(device)},
+        ).eval()
         self.processor = AutoProcessor.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code)
         self.cfg, self.digit_ids = cfg, []
         if cfg.mode == "expected":  # checked before anything is judged: a wrong setup would skew every score
@@ -154,9 +158,10 @@ def expected_distributions(model, processor, conversations: list[list[dict]],
     return [score_distribution(first[i], after_one[i], digit_ids) for i in range(len(conversations))]
 
 
-def batches_with_backoff(items: list[Any], size: int, ask: Callable[[list[Any]], list[Any]],
+def batches_with_backoff(items: Iterable[Any], size: int, ask: Callable[[list[Any]], list[Any]],
                          on_retry: Callable[[int, int], None]) -> Iterator[tuple[list[Any], list[Any]]]:
-    """Yield (batch, ask(batch)) over `items` in order, in batches of `size`.
+    """Yield (batch, ask(batch)) over `items` in order, in batches of `size`; `items` is read only as far as the
+    next batch needs (it may be a shared work queue).
 
     A batch that runs out of GPU memory is asked again at half its size, down to one; the smaller size is kept
     for the rest, since the next batch would most likely not fit either. `on_retry(old, new)` is told each time.
@@ -164,9 +169,12 @@ def batches_with_backoff(items: list[Any], size: int, ask: Callable[[list[Any]],
     Raises:
         torch.OutOfMemoryError: if a single item does not fit.
     """
-    start = 0
-    while start < len(items):
-        batch = items[start: start + size]
+    source, pending = iter(items), []
+    while True:
+        pending.extend(itertools.islice(source, max(0, size - len(pending))))
+        if not pending:
+            return
+        batch = pending[:size]
         try:
             answers = ask(batch)
         except torch.OutOfMemoryError:
@@ -180,4 +188,4 @@ def batches_with_backoff(items: list[Any], size: int, ask: Callable[[list[Any]],
             torch.cuda.empty_cache()
             continue
         yield batch, answers
-        start += len(batch)
+        pending = pending[len(batch):]

@@ -166,7 +166,7 @@ PATCH, MERGE, TEMPORAL = 16, 2, 2  # the real Qwen3-VL values: one image token p
 MIN_PIXELS, MAX_PIXELS = (PATCH * MERGE) ** 2, (PATCH * MERGE * 4) ** 2
 
 
-def _tokenizer() -> Qwen2Tokenizer:
+def build_tokenizer() -> Qwen2Tokenizer:
     """Wrap the tiny BPE as transformers 5's `Qwen2Tokenizer`, with the real judge's special-token roles."""
     model = train_tiny_bpe(vocab_size=512)
     bpe = json.loads(model.to_str())["model"]
@@ -239,7 +239,7 @@ def _model(tokenizer: Qwen2Tokenizer, moe: bool, seed: int) -> Qwen3VLForConditi
     _check_shapes(config)
     torch.manual_seed(seed)
     model = model_cls(config).to(torch.bfloat16).eval()
-    model.generation_config = _generation_config(tokenizer)
+    model.generation_config = generation_config(tokenizer)
     return model
 
 
@@ -257,7 +257,7 @@ def _check_shapes(config: Qwen3VLConfig | Qwen3VLMoeConfig) -> None:
         raise ValueError("vision out_hidden_size must equal the text hidden_size")
 
 
-def _generation_config(tokenizer: Qwen2Tokenizer) -> GenerationConfig:
+def generation_config(tokenizer: Qwen2Tokenizer) -> GenerationConfig:
     """The real Instruct generation_config.json: it samples by default, so a judge must pass do_sample=False."""
     endoftext = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     return GenerationConfig(
@@ -280,7 +280,7 @@ def build_tiny_judge(output_dir: str | os.PathLike, *, moe: bool = False, seed: 
     """
     output_dir = pathlib.Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = _tokenizer()
+    tokenizer = build_tokenizer()
     with tempfile.TemporaryDirectory(dir=output_dir, prefix=".tmp-") as staging:
         _processor(tokenizer).save_pretrained(staging)
         _model(tokenizer, moe, seed).save_pretrained(staging)

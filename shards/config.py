@@ -18,7 +18,7 @@ import yaml
 
 from shards.config_schema import (  # noqa: F401 (re-exported: the config's types are imported from here)
     REPO_ROOT, SINGLE_DIMENSION, TEMPLATE_FIELDS, CategoryPrompts, DatasetConfig, Dimension, DistributedConfig,
-    EditConfig, Environment, RunConfig, ScoreConfig,
+    EditConfig, EditSpeed, Environment, RunConfig, ScoreConfig,
 )
 from shards.typed_yaml import ConfigError, build, set_dotted, where
 
@@ -102,8 +102,9 @@ def _check(config: RunConfig) -> None:
         chosen = [k for k in ("python", "conda", "venv") if getattr(env, k)]
         if len(chosen) > 1:
             raise ConfigError(f"{where(src, stage + '.env')}: set only one of python, conda, venv (got {chosen})")
-        if env.extras and not env.venv:
-            raise ConfigError(f"{where(src, stage + '.env.extras')}: extras are installed only into a venv")
+        for key in ("extras", "torch_index"):
+            if getattr(env, key) and not env.venv:
+                raise ConfigError(f"{where(src, f'{stage}.env.{key}')}: only used when the launcher builds a venv")
     if edit.num_inference_steps < 2:
         raise ConfigError(f"{where(src, 'edit.num_inference_steps')}: must be at least 2 (1 step gives NaN images)")
     if edit.true_cfg_scale > 1 and edit.negative_prompt is None:

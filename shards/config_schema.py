@@ -33,6 +33,10 @@ class Environment:
     """Folder of a virtual environment the launcher creates with venv + pip on first use."""
     extras: list[str] = field(default_factory=list)
     """Extras of this project installed into `venv`; their pinned requirements live in pyproject.toml."""
+    torch_index: str | None = None
+    """`venv` only: an extra package index for the PyTorch build, e.g. https://download.pytorch.org/whl/cu128 or
+    .../cu126. PyPI's torch 2.14.1 is built for CUDA 13.0 and needs an NVIDIA driver of the 580 series or newer;
+    the same version built for CUDA 12.8 or 12.6 runs on older drivers (None: PyPI's build)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,6 +52,25 @@ class DatasetConfig:
     skip_unreadable_images: bool = False
     """Record a sample whose image is missing or cannot be decoded as `failed` (with the reason, counted in the
     report) and run the rest; by default such a dataset is refused before any model loads."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EditSpeed:
+    """Speed options of the edit stage. Each computes the same images within bf16 rounding (the tolerance held in
+    tests/test_speed.py and reported by `python -m edit_stage.bench`); none is on by default until a GPU
+    measurement shows it pays. Part of a run's identity: a resumed run does not mix images made with and without."""
+
+    attention_backend: str | None = None
+    """diffusers attention backend of the transformer (`set_attention_backend`), e.g. `_native_cudnn` or `flash`
+    (needs flash-attn); None keeps the library's default (PyTorch SDPA)."""
+    compile: bool = False
+    """Regional compilation of the repeated transformer blocks (`compile_repeated_blocks(fullgraph=True)`); the
+    warm-up is paid once per process and shape."""
+    batched_cfg: bool = False
+    """Run true CFG's conditional and unconditional passes as one batch of 2 (text padded and masked)."""
+    linear_patch_embed: bool = False
+    """Compute the text encoder's vision patch embedding (a Conv3d whose kernel equals its stride) as one matmul:
+    torch >= 2.9 may run that Conv3d 10-20x slower (pytorch #174051)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,6 +104,8 @@ class EditConfig:
     samples_per_shard: int = 16
     """Edited images per safetensors shard part. A part is closed (written and recorded) when full, so a crash
     redoes at most this many samples on the rank that crashed."""
+    speed: EditSpeed = field(default_factory=EditSpeed)
+    """Speed options (see EditSpeed); all off by default."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,6 +175,10 @@ class ScoreConfig:
 class DistributedConfig:
     """How the torchrun jobs are started."""
 
+    device: Literal["cuda", "cpu", "auto"] = "cuda"
+    """Where the models run: `cuda` (rank i on cuda:LOCAL_RANK, nccl), `cpu` (gloo), or `auto` (CUDA when present,
+    else the CPU). A stage never falls back to the CPU on its own: with `cuda` and no usable GPU it stops before
+    any model loads, naming the driver's CUDA version and the one this environment's torch needs."""
     nproc_per_node: int = 1
     """Ranks per stage, one per GPU (CPU: one process each)."""
     timeout_s: int = 1800

@@ -8,9 +8,11 @@ no-ops, so a stage can also be debugged as a plain `python -m`.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable, Iterator, Sequence
@@ -33,26 +35,76 @@ class DistState:
         return self.rank == 0
 
 
-def init_distributed(timeout_s: int) -> DistState:
-    """Join the torchrun job: cuda:LOCAL_RANK with nccl when CUDA is present, otherwise CPU with gloo.
+class DeviceError(RuntimeError):
+    """The configured device cannot be used; the message says why and what to change."""
+
+
+def init_distributed(device_setting: str, timeout_s: int) -> DistState:
+    """Join the torchrun job on the configured device: cuda:LOCAL_RANK with nccl, or the CPU with gloo.
 
     Args:
+        device_setting: `cuda`, `cpu` or `auto` (CUDA when usable, else the CPU): never the CPU unless asked.
         timeout_s: How long a collective may wait for the other ranks before it fails.
+
+    Raises:
+        DeviceError: with `cuda`, before anything loads, if this rank has no usable GPU.
     """
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if torch.cuda.is_available():
-        device = torch.device("cuda", local_rank)
+    device = resolve_device(device_setting, local_rank)
+    if device.type == "cuda":
         # set_device before init_process_group, so NCCL binds this rank to its own GPU and not to GPU 0.
         torch.cuda.set_device(device)
-        backend = "nccl"
-    else:
-        device, backend = torch.device("cpu"), "gloo"
     if "RANK" in os.environ:
-        dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s),
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
+                                timeout=timedelta(seconds=timeout_s),
                                 device_id=device if device.type == "cuda" else None)
     return DistState(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
+
+
+def resolve_device(setting: str, local_rank: int) -> torch.device:
+    """The device of the rank with `local_rank` under `setting`.
+
+    Raises:
+        DeviceError: for `cuda` without a usable GPU for this rank, naming the driver's CUDA version and the one
+            this environment's torch is built for.
+    """
+    if setting == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        if local_rank >= count:
+            raise DeviceError(f"local rank {local_rank} needs GPU {local_rank}, but only {count} are visible "
+                              f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}): start at "
+                              "most one rank per GPU (--nproc-per-node)")
+        return torch.device("cuda", local_rank)
+    if setting == "auto":
+        return torch.device("cpu")
+    raise DeviceError(
+        f"distributed.device is cuda, but this environment's torch cannot use a GPU: {cuda_problem()}. The run "
+        "stopped before loading any model. Install a torch built for this driver (the stage's env.torch_index, "
+        "e.g. https://download.pytorch.org/whl/cu126, or env.python of an interpreter that has one), or set "
+        "distributed.device: cpu to run on the CPU on purpose.")
+
+
+def cuda_problem() -> str:
+    """Why CUDA is unusable: the NVIDIA driver's CUDA version (asked of libcuda) beside the wheel's."""
+    wheel = (f"torch {torch.__version__} is built for CUDA {torch.version.cuda}" if torch.version.cuda
+             else f"torch {torch.__version__} is a CPU-only build")
+    try:
+        libcuda = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return f"no NVIDIA driver was found (libcuda.so.1 cannot be loaded); {wheel}"
+    version = ctypes.c_int(0)
+    if libcuda.cuDriverGetVersion(ctypes.byref(version)) != 0:
+        return f"the NVIDIA driver does not answer (cuDriverGetVersion failed); {wheel}"
+    driver = f"{version.value // 1000}.{version.value % 1000 // 10}"
+    if torch.version.cuda and tuple(map(int, torch.version.cuda.split("."))) > (version.value // 1000,
+                                                                                version.value % 1000 // 10):
+        return f"the NVIDIA driver supports CUDA up to {driver}, but {wheel}"
+    return f"the NVIDIA driver supports CUDA {driver} and {wheel}, yet no GPU is visible " \
+           f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})"
 
 
 def finish() -> None:
@@ -105,6 +157,29 @@ def map_in_parallel(items: Sequence[Any], fn: Callable[[Any], Any], state: DistS
     mine = {str(i): fn(items[i]) for i in range(state.rank, len(items), state.world_size)}
     merged = {int(k): v for share in all_gather_json(mine, state) for k, v in share.items()}
     return [merged[i] for i in range(len(items))]
+
+
+class WorkQueue:
+    """Positions 0..size-1 handed out one at a time to whichever rank asks next: an atomic counter in torchrun's
+    key-value store. A rank that finishes early takes more, so a slow GPU, node or sample does not leave the others
+    idle at the end. A position taken by a rank that then dies is simply not recorded as done, and is redone on
+    resume. All ranks must create the queue together (it agrees on a key no other run uses)."""
+
+    def __init__(self, size: int, state: DistState, name: str):
+        token = all_gather_json(uuid.uuid4().hex if state.is_main else None, state)[0]
+        self.size, self._key, self._taken = size, f"work-queue/{name}/{token}", 0
+        # The default store is the one torchrun's rendezvous set up; every rank of the job reaches it.
+        self._store = dist.distributed_c10d._get_default_store() if dist.is_initialized() else None
+
+    def __iter__(self) -> Iterator[int]:
+        while True:
+            if self._store is not None:
+                position = self._store.add(self._key, 1) - 1
+            else:
+                position, self._taken = self._taken, self._taken + 1
+            if position >= self.size:
+                return
+            yield position
 
 
 class Terminated(BaseException):

@@ -68,19 +68,20 @@ def progress(state: DistState, stage: str, what: str, total: int, slot: int = 0,
 
 @contextlib.contextmanager
 def exit_on_input_error():
-    """Turn a config, dataset, shard or resume error into one clear message and exit status 2.
+    """Turn a config, dataset, shard, resume or device error into one clear message and exit status 2.
 
     These errors name the file and key or sample at fault; a traceback would only bury that line. Every rank
     raises the same error from the same data, so every rank exits, and none waits at a collective; rank 0 says it.
     """
     from shards.config import ConfigError
     from shards.dataset import DatasetError
+    from shards.dist import DeviceError
     from shards.resume import ResumeError
     from shards.store import ShardError
 
     try:
         yield
-    except (ConfigError, DatasetError, ShardError, ResumeError) as e:
+    except (ConfigError, DatasetError, ShardError, ResumeError, DeviceError) as e:
         if os.environ.get("RANK", "0") != "0":
             # torchrun stops every rank once one exits: leave rank 0 the time to say it first (and stop this
             # one), and say it here only if rank 0 has not, so the message is printed once and never lost.

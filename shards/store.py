@@ -24,7 +24,8 @@ SHARDS_DIR = "shards"
 MANIFEST_NAME = "manifest.json"
 # The score stage's files in the output folder (listed here so that restarting the edit stage removes them too).
 REPORT_NAMES = ("report.json", "results.csv", "report.md", "report.html")
-VERSION_PACKAGES = ("torch", "torchvision", "transformers", "diffusers", "tokenizers", "safetensors", "pillow")
+VERSION_PACKAGES = ("torch", "torchvision", "transformers", "diffusers", "accelerate", "tokenizers", "safetensors",
+                    "pillow")
 
 
 class ShardError(RuntimeError):

@@ -68,7 +68,7 @@ def test_every_environment_setting_is_checked_before_any_is_rebuilt(tmp_path, mo
 def test_a_rebuilt_environment_is_swapped_in_with_its_scripts_pointing_at_its_own_folder(tmp_path, monkeypatch):
     _working_venv(tmp_path / "env", requirements=["an-old-pin==1.0"])
 
-    def install(python, spec, stage, folder):                     # what pip does: scripts naming this python
+    def install(python, spec, stage, folder, torch_index=None):   # what pip does: scripts naming this python
         script = os.path.join(os.path.dirname(python), "torchrun")
         with open(script, "w") as f:
             f.write(f"#!{python}\nimport sys\nprint(sys.prefix)\n")
@@ -82,3 +82,19 @@ def test_a_rebuilt_environment_is_swapped_in_with_its_scripts_pointing_at_its_ow
     assert ran.stdout.strip() == str(tmp_path / "env")
     assert json.loads((tmp_path / "env" / envs.STAMP_NAME).read_text())["requirements"] == \
         envs.requirements_stamp([])["requirements"]
+
+
+def test_a_pytorch_index_for_older_drivers_is_passed_to_pip_and_recorded(tmp_path, monkeypatch):
+    commands = []
+    monkeypatch.setattr(envs, "_run", lambda command, stage, folder: commands.append(command) or (
+        subprocess.run(command, check=True) if "venv" in command else None))
+    monkeypatch.setattr(envs, "python_version", lambda python: "3.11.7")
+    index = "https://download.pytorch.org/whl/cu126"
+    envs.ensure_venv(str(tmp_path / "env"), [], "edit", torch_index=index)
+    (pip,) = [c for c in commands if "pip" in c]
+    assert pip[pip.index("--extra-index-url") + 1] == index
+    assert json.loads((tmp_path / "env" / envs.STAMP_NAME).read_text())["torch_index"] == index
+    # Asked again for the same index, the environment is reused as it is.
+    commands.clear()
+    envs.ensure_venv(str(tmp_path / "env"), [], "edit", torch_index=index)
+    assert commands == []

@@ -2,13 +2,14 @@
 computation from the same forward passes, two-image dimensions, forward passes per batch, and tokenizer guards."""
 
 import dataclasses
+import json
 import time
 
 import pytest
 import torch
 from PIL import Image
 
-from conftest import write_config
+from conftest import run_module, write_config
 from score_stage.judge import Judge, check_prefill, conversation, digit_token_ids
 from shards.config import load_config
 
@@ -146,3 +147,23 @@ def test_a_template_that_drops_the_prefixs_space_is_refused(judge, monkeypatch):
     monkeypatch.setattr(judge.processor, "apply_chat_template", lambda *a, **k: real(*a, **k).rstrip())
     with pytest.raises(ValueError, match="does not end a continued answer with 'Score: '"):
         check_prefill(judge.processor, "Score: ")
+
+
+@pytest.mark.slow
+def test_the_judge_benchmark_runs_on_cpu_at_real_width_in_both_modes(pythons, tmp_path):
+    out = tmp_path / "judge.json"
+    done = run_module(pythons["score"], ["-m", "score_stage.bench", "--device", "cpu", "--layers", "1",
+                                         "--batch-size", "2", "--images", "2", "--image-size", "128",
+                                         "--max-new-tokens", "6", "--checkpoint-dir", str(tmp_path), "--json",
+                                         str(out)], timeout=1800)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert figures["device"]["type"] == "cpu" and figures["versions"]["transformers"].startswith("5.")
+    assert figures["build"]["parameters"] == 1_326_483_408          # one layer of the real width, 128 experts
+    for mode in ("expected", "generate"):
+        assert figures["modes"][mode]["s_per_image"] > 0 and figures["modes"][mode]["queries"] == 2
+    assert figures["modes"]["expected"]["scored"] == 2               # expected mode always gives a number
+    # Loading maps the files: no private copy of the weights in host memory.
+    assert figures["host_rss_after_load"]["anon"] < 0.5 * figures["weights_bytes"]
+    print(f"\njudge bench (CPU, 1 layer): expected {figures['modes']['expected']['s_per_image']} s/image, "
+          f"generate {figures['modes']['generate']['s_per_image']} s/image")

@@ -9,7 +9,8 @@ only in a torchrun worker (RANK is set) of the stage that `target` belongs to (`
 On that rank, the wrapper counts calls of `target` and, on call number `call` (1-based):
 - "kill": sends SIGKILL to its own process: a real kill -9, no handler, `finally` or flush runs;
 - "raise": raises RuntimeError("injected fault ...");
-- "delay": sleeps `seconds`, then makes the call (a slow rank).
+- "delay": sleeps `seconds`, then makes the call (a rank slow once);
+- "slow": sleeps `seconds` before every call, whatever `call` says (a slow GPU, all along).
 A target outside the stage's package names the stage with "stage", e.g. "stage": "score_stage".
 With "action": "oom" it instead raises torch.OutOfMemoryError on every call whose argument number `batch_arg`
 (0-based, `self` included for a method) holds more than `max_batch` items, on the given rank, like a GPU that
@@ -38,7 +39,9 @@ def _install(spec: dict) -> None:
     def wrapper(*args, **kwargs):
         nonlocal calls
         calls += 1
-        if spec["action"] == "oom":
+        if spec["action"] == "slow":
+            time.sleep(spec["seconds"])
+        elif spec["action"] == "oom":
             import torch
 
             if len(args[spec["batch_arg"]]) > spec["max_batch"]:
