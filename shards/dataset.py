@@ -221,17 +221,6 @@ def select_samples(samples: Sequence[Any], categories: Sequence[str] | None, lim
     return chosen if limit is None else chosen[:limit]
 
 
-def split_for_rank(items: Sequence[Any], rank: int, world_size: int) -> list[Any]:
-    """This rank's share: every world_size-th item from position `rank`.
-
-    Strided rather than blocked so that a dataset sorted by category spreads each category over all ranks,
-    and the shares differ in length by at most one.
-    """
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} is outside a world of size {world_size}")
-    return list(items[rank::world_size])
-
-
 def derive_seed(base_seed: int, sample_id: str) -> int:
     """A 63-bit seed from the base seed and the sample id: the same on any rank and any world size."""
     digest = hashlib.sha256(f"{base_seed}:{sample_id}".encode()).digest()

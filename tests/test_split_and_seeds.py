@@ -1,30 +1,14 @@
-"""The rank split and the per-sample seeds: pure functions the stages' correctness rests on."""
+"""The work queue of a world of one and the per-sample seeds, which the stages' correctness rests on."""
 
-import pytest
+import torch
 
-from shards.dataset import derive_seed, split_for_rank
-
-
-@pytest.mark.parametrize("n", [0, 1, 5, 10, 13])
-@pytest.mark.parametrize("world", [1, 2, 3, 6])
-def test_split_covers_every_item_once_and_balances(n, world):
-    items = [f"s{i}" for i in range(n)]
-    shares = [split_for_rank(items, rank, world) for rank in range(world)]
-    flat = [x for share in shares for x in share]
-    assert sorted(flat) == sorted(items)
-    assert len(flat) == len(set(flat))
-    assert max(map(len, shares)) - min(map(len, shares)) <= 1
+from shards.dataset import derive_seed
+from shards.dist import DistState, WorkQueue
 
 
-def test_split_spreads_a_sorted_category_over_all_ranks():
-    items = ["a"] * 4 + ["b"] * 4
-    assert [sorted(set(split_for_rank(items, r, 2))) for r in range(2)] == [["a", "b"], ["a", "b"]]
-
-
-@pytest.mark.parametrize("rank, world", [(-1, 2), (2, 2), (0, 0)])
-def test_split_rejects_a_rank_outside_the_world(rank, world):
-    with pytest.raises(ValueError, match="outside a world"):
-        split_for_rank([1, 2, 3], rank, world)
+def test_a_world_of_one_takes_every_position_of_the_queue_once_in_order():
+    state = DistState(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
+    assert list(WorkQueue(5, state, "test")) == [0, 1, 2, 3, 4] and list(WorkQueue(0, state, "test")) == []
 
 
 def test_seed_depends_on_base_and_id_only():
