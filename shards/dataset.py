@@ -1,4 +1,4 @@
-"""The benchmark dataset (JSONL), the samples a run selects, how they are split across ranks, and their seeds.
+"""The benchmark dataset (JSONL), the samples a run selects, and their seeds.
 
 Standard library only, so the launcher validates the dataset with it before any environment exists; only
 `check_images`, which the stages call, imports Pillow.
