@@ -147,13 +147,28 @@ def build_manifest(config: RunConfig, plan: Plan, parts: list[dict], attempts: l
         "attempts": attempts,
         "dataset": {"path": config.dataset.path, "root": os.path.dirname(config.dataset.path),
                     "sha256": identity["dataset file sha256"]},
-        "model": {"path": config.edit.model, "pipeline": config.edit.pipeline},
+        "model": editor_record(config),
         "versions": package_versions(),
         "config": to_dict(config),
         "elapsed_s": round(sum(a.get("elapsed_s", 0.0) for a in attempts), 3),
         "shards": sorted(shards.values(), key=lambda s: s["path"]),
         "samples": samples,
     }
+
+
+def editor_record(config: RunConfig) -> dict[str, Any]:
+    """Who made the edits: checkpoint, pipeline, LoRA adapters (with their weights' sha256) and the sampling
+    settings, and a one-line label the report shows (a few-step LoRA run says so)."""
+    from edit_stage.pipeline import lora_record
+
+    edit = config.edit
+    lora = lora_record(edit)
+    adapters = "".join(f" + LoRA {os.path.basename(a['path'].rstrip('/'))}"
+                       f"{'/' + a['weight_name'] if a['weight_name'] else ''} x{a['scale']:g}" for a in lora)
+    cfg = f"CFG {edit.true_cfg_scale:g}" if edit.true_cfg_scale > 1 and edit.negative_prompt is not None else "no CFG"
+    return {"path": edit.model, "pipeline": edit.pipeline, "lora": lora, "fuse_lora": edit.fuse_lora,
+            "num_inference_steps": edit.num_inference_steps, "true_cfg_scale": edit.true_cfg_scale,
+            "label": f"{edit.model}{adapters}, {edit.num_inference_steps} steps, {cfg}"}
 
 
 def _failed_entry(sample: Sample, reason: str) -> dict[str, Any]:

@@ -9,12 +9,12 @@ import diffusers
 import numpy as np
 import torch
 import transformers
-from PIL import Image, ImageOps
+from PIL import Image
 
 from edit_stage.denoise import edit_plus
 from edit_stage.speed import apply_speed
 from shards.config import EditConfig
-from shards.dataset import Sample
+from shards.dataset import Sample, open_image
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 # The components that hold weights: each is loaded on its own, straight onto the rank's device.
@@ -44,8 +44,48 @@ def load_pipeline(cfg: EditConfig, device: torch.device):
     pipe = cls.from_pretrained(cfg.model, **components, torch_dtype=dtype, use_safetensors=True,
                                trust_remote_code=cfg.trust_remote_code)
     pipe.set_progress_bar_config(disable=True)
+    apply_lora(pipe, cfg)
     apply_speed(pipe, cfg.speed)
     return pipe
+
+
+def apply_lora(pipe, cfg: EditConfig) -> None:
+    """Load `cfg.lora` with diffusers' `load_lora_weights` at their scales, and fuse them into the weights when
+    `cfg.fuse_lora` (then unload the adapter layers, keeping the fused weights)."""
+    if not cfg.lora:
+        return
+    names = [f"lora{i}" for i in range(len(cfg.lora))]
+    for name, adapter in zip(names, cfg.lora):
+        folder, weight_name = lora_location(adapter)
+        pipe.load_lora_weights(folder, weight_name=weight_name, adapter_name=name)
+    pipe.set_adapters(names, adapter_weights=[adapter.scale for adapter in cfg.lora])
+    if cfg.fuse_lora:
+        pipe.fuse_lora(adapter_names=names, lora_scale=1.0)
+        pipe.unload_lora_weights()
+
+
+def lora_location(adapter) -> tuple[str, str | None]:
+    """(folder or hub id, weights file name) as `load_lora_weights` takes them; a file path is split."""
+    if os.path.isfile(adapter.path):
+        return os.path.dirname(adapter.path), os.path.basename(adapter.path)
+    return adapter.path, adapter.weight_name
+
+
+def lora_record(cfg: EditConfig) -> list[dict[str, Any]]:
+    """What the manifest records of each adapter: path, weights file, scale and the file's sha256 (for a hub id,
+    of the file in the local cache after loading)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from shards.store import sha256_file
+
+    records = []
+    for adapter in cfg.lora:
+        folder, weight_name = lora_location(adapter)
+        name = weight_name or "pytorch_lora_weights.safetensors"
+        local = os.path.join(folder, name) if os.path.isdir(folder) else try_to_load_from_cache(folder, name)
+        records.append({"path": adapter.path, "weight_name": weight_name, "scale": adapter.scale,
+                        "sha256": sha256_file(local) if isinstance(local, str) and os.path.isfile(local) else None})
+    return records
 
 
 def _load_component(cfg: EditConfig, name: str, entry: list[str], dtype: torch.dtype, device: torch.device):
@@ -55,12 +95,6 @@ def _load_component(cfg: EditConfig, name: str, entry: list[str], dtype: torch.d
     dtype_kwarg = {"torch_dtype": dtype} if library == "diffusers" else {"dtype": dtype}
     return cls.from_pretrained(cfg.model, subfolder=name, device_map={"": str(device)}, use_safetensors=True,
                                trust_remote_code=cfg.trust_remote_code, **dtype_kwarg).eval()
-
-
-def open_image(path: str) -> Image.Image:
-    """An RGB image as a viewer shows it: EXIF orientation applied, as diffusers' `load_image` does."""
-    with Image.open(path) as f:
-        return ImageOps.exif_transpose(f).convert("RGB")
 
 
 def edit_image(pipe, cfg: EditConfig, image: Image.Image, prompt: str, seed: int,

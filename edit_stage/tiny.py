@@ -1,6 +1,7 @@
 """Build a tiny random-weight Qwen-Image-Edit pipeline offline, for the CPU demo and the tests.
 
     python -m edit_stage.tiny --output /tmp/tiny-qwen-image-edit [--plus] [--seed 0] [--check]
+    python -m edit_stage.tiny --output /tmp/tiny-lora --lora-for /tmp/tiny-qwen-image-edit
 
 Every component is the class the real checkpoint ships (Qwen/Qwen-Image-Edit, -2509, -2511), only shrunk, and the
 pipeline is written with `save_pretrained`: loading it takes the same `from_pretrained` path as the real one, and
@@ -218,6 +219,25 @@ def _publish(saved: pathlib.Path, output_dir: pathlib.Path) -> None:
     os.replace(saved / "model_index.json", output_dir / "model_index.json")
 
 
+def build_tiny_lora(pipeline_dir: str | os.PathLike, output_dir: str | os.PathLike, *, rank: int = 4,
+                    seed: int = 0) -> pathlib.Path:
+    """A random LoRA for the tiny pipeline's transformer, saved as diffusers saves one
+    (`pytorch_lora_weights.safetensors`), so `load_lora_weights` takes it the way it takes a real adapter.
+
+    Its weights are random, not zero (peft's default would leave B at zero and the images unchanged).
+    """
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    transformer = QwenImageTransformer2DModel.from_pretrained(pipeline_dir, subfolder="transformer",
+                                                              use_safetensors=True)
+    torch.manual_seed(seed)
+    transformer.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False,
+                                       target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    QwenImageEditPlusPipeline.save_lora_weights(output_dir, transformer_lora_layers=get_peft_model_state_dict(
+        transformer))
+    return pathlib.Path(output_dir)
+
+
 def _check(output_dir: pathlib.Path) -> None:
     """Load the saved folder back as a user's checkpoint would be, and run one 2-step edit with true CFG."""
     pipe = DiffusionPipeline.from_pretrained(output_dir, torch_dtype=torch.float32, use_safetensors=True)
@@ -247,8 +267,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plus", action="store_true", help="QwenImageEditPlusPipeline (-2509/-2511 class)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     parser.add_argument("--check", action="store_true", help="load it back and run a 2-step edit")
+    parser.add_argument("--lora-for", metavar="PIPELINE", help="instead, write a random LoRA for this tiny pipeline")
     args = parser.parse_args(argv)
     start = time.perf_counter()
+    if args.lora_for:
+        print(f"wrote {build_tiny_lora(args.lora_for, args.output, seed=args.seed)}", flush=True)
+        return
     output_dir = build_tiny_pipeline(args.output, plus=args.plus, seed=args.seed)
     print(f"wrote {output_dir} in {time.perf_counter() - start:.2f} s", flush=True)
     if args.check:

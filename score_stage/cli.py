@@ -18,7 +18,7 @@ from PIL import Image
 from torch.distributed.elastic.multiprocessing.errors import record
 
 from shards.config import RunConfig, load_config, overrides_from_args, stage_argument_parser, to_dict
-from shards.dataset import DatasetError, select_samples
+from shards.dataset import DatasetError, open_image, select_samples
 from shards.dist import (DistState, WorkQueue, all_gather_json, barrier, finish, init_distributed, map_in_parallel,
                          teardown)
 from shards.journal import JournalWriter, journal_path, journal_paths, read_journals
@@ -173,8 +173,7 @@ def _images(config: RunConfig, manifest: dict, entry: dict[str, Any], shown: str
     edited = _edited(config, entry)
     if shown == "edited":
         return [edited]
-    with Image.open(_original_path(manifest, entry)) as original:
-        return [original.convert("RGB"), edited]
+    return [open_image(_original_path(manifest, entry)), edited]
 
 
 def make_thumbnails(config: RunConfig, manifest: dict, entries: list[dict], state: DistState) -> dict[str, dict]:
@@ -186,8 +185,7 @@ def make_thumbnails(config: RunConfig, manifest: dict, entries: list[dict], stat
 
     def pair(entry: dict) -> dict[str, str | None]:
         try:
-            with Image.open(_original_path(manifest, entry)) as original:
-                original_uri = thumbnail(original)
+            original_uri = thumbnail(open_image(_original_path(manifest, entry)))
         except (OSError, SyntaxError, ValueError):
             original_uri = None
         edited_uri = thumbnail(_edited(config, entry)) if entry["status"] == "ok" else None

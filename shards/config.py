@@ -18,7 +18,7 @@ import yaml
 
 from shards.config_schema import (  # noqa: F401 (re-exported: the config's types are imported from here)
     REPO_ROOT, SINGLE_DIMENSION, TEMPLATE_FIELDS, CategoryPrompts, DatasetConfig, Dimension, DistributedConfig,
-    EditConfig, EditSpeed, Environment, RunConfig, ScoreConfig,
+    EditConfig, EditSpeed, Environment, LoraAdapter, RunConfig, ScoreConfig,
 )
 from shards.typed_yaml import ConfigError, build, set_dotted, where
 
@@ -46,7 +46,9 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
     config = build(RunConfig, raw, source, set_by_loader=("source",))
     config = _check_prompts(dataclasses.replace(config, source=source))
     _check(config)
-    return _resolve_paths(config)
+    config = _resolve_paths(config)
+    _check_lora(config)
+    return config
 
 
 def to_dict(config: RunConfig) -> dict[str, Any]:
@@ -125,6 +127,19 @@ def _check(config: RunConfig) -> None:
         if value < 1:
             raise ConfigError(f"{where(src, keypath)}: must be at least 1, got {value}")
     _check_categories(config)
+
+
+def _check_lora(config: RunConfig) -> None:
+    """A local adapter (an absolute path once resolved) must exist, and so must its weights file."""
+    for i, adapter in enumerate(config.edit.lora):
+        at = where(config.source, f"edit.lora[{i}]")
+        if not os.path.isabs(adapter.path):
+            continue                                    # a hub id: fetched when the pipeline loads
+        if not os.path.exists(adapter.path):
+            raise ConfigError(f"{at}.path: no such file or folder: {adapter.path}")
+        if adapter.weight_name and os.path.isdir(adapter.path) and \
+                not os.path.isfile(os.path.join(adapter.path, adapter.weight_name)):
+            raise ConfigError(f"{at}.weight_name: {adapter.weight_name} is not in {adapter.path}")
 
 
 def _check_prompts(config: RunConfig) -> RunConfig:
@@ -208,10 +223,12 @@ def _resolve_paths(config: RunConfig) -> RunConfig:
         return local if tiny or os.path.exists(local) or m.startswith((".", "/", "~")) else m
 
     edit, score = config.edit, config.score
+    lora = [dataclasses.replace(a, path=model(a.path, False)) for a in edit.lora]
     return dataclasses.replace(
         config,
         output_dir=path(config.output_dir),
         dataset=dataclasses.replace(config.dataset, path=path(config.dataset.path)),
-        edit=dataclasses.replace(edit, env=env(edit.env, "edit"), model=model(edit.model, edit.build_tiny)),
+        edit=dataclasses.replace(edit, env=env(edit.env, "edit"), model=model(edit.model, edit.build_tiny),
+                                 lora=lora),
         score=dataclasses.replace(score, env=env(score.env, "score"), model=model(score.model, score.build_tiny)),
     )

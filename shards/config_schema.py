@@ -55,6 +55,19 @@ class DatasetConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class LoraAdapter:
+    """A LoRA adapter of the editor, loaded with diffusers' `load_lora_weights` (a fine-tune, or a few-step
+    distillation such as a Lightning LoRA, which then wants its own `num_inference_steps` and `true_cfg_scale`)."""
+
+    path: str
+    """Local folder or .safetensors file, or hub id, of a diffusers-format LoRA."""
+    scale: float = 1.0
+    """How strongly the adapter applies (diffusers' adapter weight)."""
+    weight_name: str | None = None
+    """The weights file inside `path`, when the folder or repository holds several."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class EditSpeed:
     """Speed options of the edit stage. Each computes the same images within bf16 rounding (the tolerance held in
     tests/test_speed.py and reported by `python -m edit_stage.bench`); none is on by default until a GPU
@@ -106,6 +119,11 @@ class EditConfig:
     redoes at most this many samples on the rank that crashed."""
     speed: EditSpeed = field(default_factory=EditSpeed)
     """Speed options (see EditSpeed); all off by default."""
+    lora: list[LoraAdapter] = field(default_factory=list)
+    """LoRA adapters applied to the editor, in order; their files' sha256 is part of the run's identity."""
+    fuse_lora: bool = True
+    """Merge the adapters into the weights once loaded: the same images within rounding (held in tests), without
+    the adapters' extra matmuls in every layer at every step."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,6 +185,9 @@ class ScoreConfig:
     """Judge queries (one per sample and dimension) in one forward batch."""
     max_new_tokens: int = 64
     """Longest judge answer in tokens (`generate` mode)."""
+    human_score_key: str = "human_score"
+    """The dataset key holding a human rating of the edit, when the dataset has one: the report then gives the
+    judge's agreement with it (Spearman, Kendall, pairwise accuracy)."""
     prompts: dict[str, CategoryPrompts]
     """Judge prompts per category; its keys are the benchmark's categories."""
 

@@ -211,6 +211,16 @@ def check_images(samples: Sequence[Sample], dataset_path: str, *, skip_unreadabl
     return ImageCheck(sha256=digests, failed=failed)
 
 
+def open_image(path: str):
+    """An image file as RGB, the way image viewers and diffusers' `load_image` show it: its EXIF orientation
+    applied (a phone's JPEG with orientation 6 is stored sideways). Every image the tool reads goes through here:
+    dataset originals, brought-back edits, thumbnails."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as image:
+        return ImageOps.exif_transpose(image).convert("RGB")
+
+
 def select_samples(samples: Sequence[Any], categories: Sequence[str] | None, limit: int | None,
                    category_of: Callable[[Any], str] = lambda s: s.category) -> list[Any]:
     """The samples a run works on: those of `categories` (all if None), then the first `limit`.

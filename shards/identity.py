@@ -43,6 +43,9 @@ def run_identity(config: RunConfig, stage: str) -> dict[str, Any]:
     identity[f"{stage}.model{FINGERPRINT_SUFFIX}"] = model_fingerprint(settings["model"], cache)
     if stage == "edit":
         identity["dataset file sha256"] = sha256_file(config.dataset.path)
+        if config.edit.lora:
+            digests = [lora_fingerprint(a.path, a.weight_name, cache) for a in config.edit.lora]
+            identity[f"edit.lora{FINGERPRINT_SUFFIX}"] = None if None in digests else digests
     return identity
 
 
@@ -104,7 +107,7 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def model_fingerprint(model: str, cache_path: str | None = None) -> str | None:
+def model_fingerprint(model: str, cache_path: str | None = None, only: list[str] | None = None) -> str | None:
     """A sha256 over every file of a local checkpoint folder: its path, size and content digest.
 
     Hidden files and folders (a builder's staging folder) are left out. None for a hub id, whose files are not on
@@ -112,13 +115,19 @@ def model_fingerprint(model: str, cache_path: str | None = None) -> str | None:
 
     Args:
         cache_path: A JSON file of earlier file digests to reuse and update (None: hash every file).
+        only: Fingerprint just these files of the folder (relative paths).
     """
     if not os.path.isdir(model):
         return None
-    files = []
-    for folder, subfolders, names in os.walk(model):
-        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
-        files += [os.path.join(folder, n) for n in sorted(names) if not n.startswith(".")]
+    if only is not None:
+        files = [os.path.join(model, name) for name in only if os.path.isfile(os.path.join(model, name))]
+        if len(files) != len(only):
+            return None
+    else:
+        files = []
+        for folder, subfolders, names in os.walk(model):
+            subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+            files += [os.path.join(folder, n) for n in sorted(names) if not n.startswith(".")]
     with _digest_cache(cache_path) as cache:
         stats = {path: _stat_key(path) for path in files}
         stale = [p for p in files if cache.get(os.path.realpath(p), {}).get("stat") != stats[p]]
@@ -130,6 +139,16 @@ def model_fingerprint(model: str, cache_path: str | None = None) -> str | None:
         entry = cache[os.path.realpath(path)]
         digest.update(f"{os.path.relpath(path, model)}\0{entry['stat'][0]}\0{entry['sha256']}\n".encode())
     return digest.hexdigest()
+
+
+def lora_fingerprint(path: str, weight_name: str | None, cache_path: str | None = None) -> str | None:
+    """The sha256 of a local LoRA's weights file (`weight_name` inside a folder, or the folder's whole content),
+    cached like a model's; None for a hub id."""
+    if os.path.isfile(path):
+        return model_fingerprint(os.path.dirname(path) or ".", cache_path, only=[os.path.basename(path)])
+    if weight_name and os.path.isdir(path):
+        return model_fingerprint(path, cache_path, only=[weight_name])
+    return model_fingerprint(path, cache_path)
 
 
 def _stat_key(path: str) -> list[int]:

@@ -133,3 +133,29 @@ def test_undecodable_images_can_be_recorded_as_failed_instead(tmp_path):
     assert found.failed["cut-png"].startswith("cannot decode image images/cut.png: ")
     good = tmp_path / "images" / "a.png"
     assert found.sha256 == {"good": hashlib.sha256(good.read_bytes()).hexdigest()}
+
+
+def test_an_image_is_read_with_its_exif_orientation_applied(tmp_path):
+    from shards.dataset import open_image
+
+    stored = Image.new("RGB", (60, 20), (200, 30, 30))             # stored sideways, as a phone writes it
+    exif = Image.Exif()
+    exif[0x0112] = 6                                                 # orientation: rotate 90 degrees clockwise
+    stored.save(tmp_path / "phone.jpg", exif=exif)
+    shown = open_image(str(tmp_path / "phone.jpg"))
+    assert shown.size == (20, 60) and shown.mode == "RGB"
+
+
+def test_every_image_the_tool_reads_goes_through_open_image():
+    import ast
+
+    from conftest import REPO
+
+    for package in ("edit_stage", "score_stage", "launch", "shards"):
+        for name in os.listdir(os.path.join(REPO, package)):
+            if not name.endswith(".py") or name == "tiny.py":
+                continue
+            tree = ast.parse(open(os.path.join(REPO, package, name), encoding="utf-8").read())
+            opens = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and ast.unparse(n.func) == "Image.open"]
+            if (package, name) != ("shards", "dataset.py"):
+                assert not opens, f"{package}/{name} opens an image without applying its EXIF orientation"
