@@ -16,28 +16,30 @@ from PIL import Image, ImageDraw
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIZE = (96, 64)
 
-# id, category, instruction, description (None: the optional field is left out), drawing, extra keys
+# id, category, instruction, description (None: the optional field is left out), drawing, extra keys. The
+# human_score values are made up for the demo (its edits come from a random-weight model): they exercise the
+# report's agreement figures, and mean nothing about any model.
 SAMPLES = [
     ("phys-01", "物理", "Show the scene one second after the glass is pushed off the edge of the table.",
-     "A glass standing at the edge of a wooden table.", "glass", {"difficulty": "easy"}),
+     "A glass standing at the edge of a wooden table.", "glass", {"difficulty": "easy", "human_score": 6.5}),
     ("phys-02", "物理", "Show the ice cube after an hour in the hot sun.",
-     "A white ice cube on a plate under a bright sun.", "ice", {"difficulty": "medium"}),
+     "A white ice cube on a plate under a bright sun.", "ice", {"difficulty": "medium", "human_score": 3.0}),
     ("env-01", "环境", "Turn the scene into a snowy winter day.",
-     "A green field with a tree under a blue sky.", "tree", {}),
+     "A green field with a tree under a blue sky.", "tree", {"human_score": 8.0}),
     ("env-02", "环境", "把这条街道变成夜晚的样子，路灯亮起。",
-     "白天的街道，有一根路灯。", "street", {}),
+     "白天的街道，有一根路灯。", "street", {"human_score": 5.5}),
     ("soc-01", "社会", "Add people queueing politely in front of the shop door.",
-     "A shop front with a closed door.", "shop", {}),
+     "A shop front with a closed door.", "shop", {"human_score": 2.5}),
     ("soc-02", "社会", "让两个人互相鞠躬问好。",
-     "两个人面对面站着。", "people", {"language": "zh"}),
+     "两个人面对面站着。", "people", {"language": "zh", "human_score": 7.0}),
     ("cau-01", "因果", "Show the plant after two weeks without water.",
-     "A green potted plant.", "plant", {}),
+     "A green potted plant.", "plant", {"human_score": 4.0}),
     ("cau-02", "因果", "显示这支蜡烛燃烧三个小时之后的样子。",
-     "一支点燃的高蜡烛。", "candle", {"language": "zh"}),
+     "一支点燃的高蜡烛。", "candle", {"language": "zh", "human_score": 9.0}),
     ("ref-01", "指代", "Make the largest circle red.",
-     "Three blue circles of different sizes.", "circles", {}),
+     "Three blue circles of different sizes.", "circles", {"human_score": 6.0}),
     ("ref-02", "指代", "Remove the object to the left of the square.",
-     None, "shapes", {}),
+     None, "shapes", {"human_score": 1.5}),
 ]
 
 

@@ -10,25 +10,19 @@ is right before and without its script, which only filters and re-sorts.
 from __future__ import annotations
 
 import base64
-import hashlib
-import html
 import io
 from typing import Any
 
 from PIL import Image
 
-from score_stage.report import format_score
+from score_stage.report import format_interval, format_score, format_stat
+from shards.page import document, escape
 
 THUMBNAIL_SIDE = 256  # px, the longer side: about 10 KB a JPEG, so 1,000 samples stay near 20 MB
 
 STYLE = """
-body{font:14px/1.45 system-ui,"PingFang SC","Hiragino Sans GB","Microsoft YaHei","Noto Sans CJK SC",
-"WenQuanYi Micro Hei",sans-serif;margin:0;color:#1d1d1f;background:#f5f5f7}
-header,section,main{max-width:1200px;margin:0 auto;padding:12px 20px}
-h1{font-size:22px;margin:16px 0 4px}h2{font-size:16px;margin:8px 0}
 dl.summary{display:grid;grid-template-columns:max-content 1fr;gap:2px 16px;margin:8px 0}
 dt{color:#6e6e73}dd{margin:0;overflow-wrap:anywhere}
-.controls{display:flex;gap:16px;align-items:center;flex-wrap:wrap}
 main{display:grid;grid-template-columns:repeat(auto-fill,minmax(540px,1fr));gap:12px}
 .card{background:#fff;border-radius:8px;padding:10px;box-shadow:0 1px 2px #0002;content-visibility:auto;
 contain-intrinsic-size:auto 420px}
@@ -43,7 +37,6 @@ figcaption{font-size:12px;color:#6e6e73}
 .dim{border-top:1px solid #eee;padding-top:4px;margin-top:4px}
 pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f5f5f7;padding:6px;margin:4px 0;max-height:160px;
 overflow:auto;font-size:12px}
-svg text{font-size:12px}
 """
 
 SCRIPT = """
@@ -89,21 +82,9 @@ def build_html(report: dict[str, Any], thumbnails: dict[str, dict[str, str | Non
     """
     samples = sorted(enumerate(report["samples"]),
                      key=lambda item: (-1 if item[1]["score"] is None else item[1]["score"], item[0]))
-    script_hash = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
-    policy = f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{script_hash}'"
-    return "\n".join([
-        "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{policy}">',
-        '<meta name="viewport" content="width=device-width,initial-scale=1">',
-        "<title>Edit benchmark report</title>", f"<style>{STYLE}</style></head><body>",
-        _summary(report), _chart(report), _controls(report),
-        '<main id="cards">', *(_card(i, s, thumbnails.get(s["id"], {})) for i, s in samples), "</main>",
-        f"<script>{SCRIPT}</script></body></html>",
-    ])
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+    return document("Edit benchmark report", STYLE, [
+        _summary(report), _chart(report), _agreement(report), _controls(report),
+        '<main id="cards">', *(_card(i, s, thumbnails.get(s["id"], {})) for i, s in samples), "</main>"], SCRIPT)
 
 
 def _summary(report: dict[str, Any]) -> str:
@@ -114,15 +95,21 @@ def _summary(report: dict[str, Any]) -> str:
         ("Edit model", report["edit_model"]), ("Judge", f"{report['judge_model']} ({report['scoring_mode']} mode)"),
         ("Dataset", config["dataset"]["path"]),
         ("Samples", f"{o['count']}: {o['scored']} scored, {o['unparsed']} unparsed, {o['failed']} failed"),
-        ("Mean over samples", f"{format_score(o['mean_over_samples'])} ({o['scored']} samples)"),
-        ("Mean over categories", f"{format_score(o['mean_over_categories'])} ({o['categories_in_mean']} categories)"),
-        *((f"Mean {name}", f"{format_score(d['mean_over_samples'])} over samples, "
-                           f"{format_score(d['mean_over_categories'])} over categories ({d['scored']} scored)")
+        ("Mean over samples", f"{format_score(o['mean_over_samples'])} "
+                              f"{format_interval(o.get('mean_over_samples_ci95'))} ({o['scored']} samples)"),
+        ("Mean over categories", f"{format_score(o['mean_over_categories'])} "
+                                 f"{format_interval(o.get('mean_over_categories_ci95'))} "
+                                 f"({o['categories_in_mean']} categories)"),
+        *((f"Mean {name}", f"{format_score(d['mean_over_samples'])} {format_interval(d.get('mean_over_samples_ci95'))}"
+                           f" over samples, {format_score(d['mean_over_categories'])} "
+                           f"{format_interval(d.get('mean_over_categories_ci95'))} over categories "
+                           f"({d['scored']} scored)")
           for name, d in o["dimensions"].items() if len(o["dimensions"]) > 1),
+        ("Intervals", "95% percentile bootstrap, samples resampled within categories"),
         ("Stage times", ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in report["elapsed_s"].items())),
         ("World sizes", f"edit: {runs['edit']}; score: {runs['score']}"),
     ]
-    items = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows)
+    items = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in rows)
     return f'<header><h1>Edit benchmark report</h1><dl class="summary">{items}</dl></header>'
 
 
@@ -137,20 +124,38 @@ def _chart(report: dict[str, Any]) -> str:
     rows = []
     for i, (name, s) in enumerate(report["categories"].items()):
         y, width = i * row_h, 0 if s["mean"] is None else bar_w * s["mean"] / 10
+        interval = s.get("mean_ci95")
+        whisker = "" if interval is None else (
+            f'<line class="ci" x1="{label_w + bar_w * interval[0] / 10:.1f}" '
+            f'x2="{label_w + bar_w * interval[1] / 10:.1f}" y1="{y + row_h / 2}" y2="{y + row_h / 2}" '
+            'stroke="#1d1d1f" stroke-width="2"/>')
+        label_x = label_w + max(width, 0 if interval is None else bar_w * interval[1] / 10) + 6
         rows.append(
-            f'<g class="row" data-category="{_e(name)}"><text x="{label_w - 8}" y="{y + 17}" text-anchor="end">'
-            f'{_e(name)}</text><rect class="bar" x="{label_w}" y="{y + 4}" width="{width:.1f}" height="{row_h - 8}" '
-            f'fill="#4f7cff"><title>{_e(name)}: {format_score(s["mean"])}</title></rect>'
-            f'<text x="{label_w + width + 6:.1f}" y="{y + 17}">{format_score(s["mean"])} '
+            f'<g class="row" data-category="{escape(name)}"><text x="{label_w - 8}" y="{y + 17}" text-anchor="end">'
+            f'{escape(name)}</text><rect class="bar" x="{label_w}" y="{y + 4}" width="{width:.1f}" height="{row_h - 8}" '
+            f'fill="#4f7cff"><title>{escape(name)}: {format_score(s["mean"])} {format_interval(interval)}</title></rect>'
+            f'{whisker}<text x="{label_x:.1f}" y="{y + 17}">{format_score(s["mean"])} {format_interval(interval)} '
             f'(n={s["scored"]} scored of {s["count"]})</text></g>')
     height = row_h * len(rows) + 4
     axis = f'<line x1="{label_w}" x2="{label_w}" y1="0" y2="{height}" stroke="#999"/>'
-    return (f'<section id="chart"><h2>Mean score per category (0-10)</h2>'
-            f'<svg width="{label_w + bar_w + 200}" height="{height}" role="img">{axis}{"".join(rows)}</svg></section>')
+    return (f'<section id="chart"><h2>Mean score per category (0-10), with 95% bootstrap intervals</h2>'
+            f'<svg width="{label_w + bar_w + 300}" height="{height}" role="img">{axis}{"".join(rows)}</svg></section>')
+
+
+def _agreement(report: dict[str, Any]) -> str:
+    """The judge's agreement with the human ratings, when the dataset has them."""
+    if "human_agreement" not in report:
+        return ""
+    found = report["human_agreement"]
+    rows = "".join(f"<tr><td>{escape(name)}</td><td>{a['n']}</td><td>{format_stat(a['spearman'])}</td>"
+                   f"<td>{format_stat(a['kendall_tau_b'])}</td><td>{format_stat(a['pairwise_accuracy'])}</td></tr>"
+                   for name, a in [("all", found["overall"]), *found["categories"].items()])
+    return ('<section id="agreement"><h2>Agreement with human ratings</h2><table><tr><th>category</th><th>n</th>'
+            '<th>Spearman ρ</th><th>Kendall τ-b</th><th>pairwise accuracy</th></tr>' + rows + "</table></section>")
 
 
 def _controls(report: dict[str, Any]) -> str:
-    categories = "".join(f'<option value="{_e(c)}">{_e(c)}</option>' for c in report["categories"])
+    categories = "".join(f'<option value="{escape(c)}">{escape(c)}</option>' for c in report["categories"])
     statuses = "".join(f'<option value="{s}">{s}</option>' for s in ("ok", "unparsed", "failed"))
     return ('<section class="controls">'
             f'<label>Category <select id="category"><option value="">all</option>{categories}</select></label>'
@@ -168,24 +173,24 @@ def _card(order: int, sample: dict[str, Any], images: dict[str, str | None]) -> 
     details = "".join(_dimension(name, answer, len(sample["dimensions"]) > 1)
                       for name, answer in sample["dimensions"].items())
     if sample["status"] == "failed":
-        details = f'<div class="dim">failed: {_e(sample.get("reason", ""))}</div>'
-    return (f'<article class="card" data-category="{_e(sample["category"])}" data-score="{score}" '
-            f'data-status="{_e(sample["status"])}" data-order="{order}"><div class="images">{figures}</div>'
+        details = f'<div class="dim">failed: {escape(sample.get("reason", ""))}</div>'
+    return (f'<article class="card" data-category="{escape(sample["category"])}" data-score="{score}" '
+            f'data-status="{escape(sample["status"])}" data-order="{order}"><div class="images">{figures}</div>'
             f'<div class="meta"><span class="score">{format_score(sample["score"])}</span>'
-            f'<span class="tag">{_e(sample["category"])}</span>'
-            f'<span class="tag status-{_e(sample["status"])}">{_e(sample["status"])}</span>'
-            f'<code>{_e(sample["id"])}</code></div><div class="instruction">{_e(sample["instruction"])}</div>'
+            f'<span class="tag">{escape(sample["category"])}</span>'
+            f'<span class="tag status-{escape(sample["status"])}">{escape(sample["status"])}</span>'
+            f'<code>{escape(sample["id"])}</code></div><div class="instruction">{escape(sample["instruction"])}</div>'
             f'{details}</article>')
 
 
 def _img(uri: str | None, kind: str) -> str:
     if uri is None:
         return f'<div class="missing">no {kind} image</div>'
-    return f'<img src="{_e(uri)}" alt="{kind}" loading="lazy" decoding="async">'
+    return f'<img src="{escape(uri)}" alt="{kind}" loading="lazy" decoding="async">'
 
 
 def _dimension(name: str, answer: dict[str, Any], named: bool) -> str:
-    title = f"<b>{_e(name)}</b> {format_score(answer['score'])} " if named else ""
+    title = f"<b>{escape(name)}</b> {format_score(answer['score'])} " if named else ""
     if "distribution" in answer:
         top = max(answer["distribution"]) or 1.0  # bars scaled to the likeliest score; titles give each p
         bars = "".join(
@@ -194,4 +199,4 @@ def _dimension(name: str, answer: dict[str, Any], named: bool) -> str:
         labels = "".join(f'<text x="{s * 14 + 6}" y="43" text-anchor="middle">{s}</text>' for s in range(11))
         return (f'<div class="dim">{title}P(score), valid mass {answer["valid_mass"]:.3f}<br>'
                 f'<svg class="distribution" width="156" height="46">{bars}{labels}</svg></div>')
-    return f'<div class="dim">{title}<pre>{_e(answer.get("response") or "")}</pre></div>'
+    return f'<div class="dim">{title}<pre>{escape(answer.get("response") or "")}</pre></div>'

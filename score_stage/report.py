@@ -11,6 +11,8 @@ import io
 import os
 from typing import Any, Callable, Iterable
 
+from shards.page import markdown_cell
+from shards.stats import RESAMPLES, SEED, agreement, bootstrap_means
 from shards.store import REPORT_NAMES, atomic_write, atomic_write_json
 
 STATUSES = ("ok", "unparsed", "failed")
@@ -67,46 +69,111 @@ def overall(categories: dict[str, dict[str, Any]], results: list[dict[str, Any]]
             "categories_in_mean": in_mean, "dimensions": dimensions}
 
 
-def build_report(results: list[dict[str, Any]], category_order: list[str], **run_info: Any) -> dict[str, Any]:
+def build_report(results: list[dict[str, Any]], category_order: list[str],
+                 human_scores: dict[str, float] | None = None, **run_info: Any) -> dict[str, Any]:
     """The report.json content.
 
     Args:
         results: One entry per sample (id, category, score, status, dimensions, response, ...), in manifest order.
         category_order: Categories in the order the config lists them; only those with samples are reported.
+        human_scores: Sample id -> a human rating, for the samples that have one.
         run_info: Anything else to record (world sizes, models, timings, config).
     """
     present = [c for c in category_order if any(r["category"] == c for r in results)]
     categories = {c: stats(r for r in results if r["category"] == c) for c in present}
-    return {**run_info, "categories": categories, "overall": overall(categories, results), "samples": results}
+    report = {**run_info, "categories": categories, "overall": overall(categories, results), "samples": results}
+    add_intervals(report)
+    if human_scores:
+        report["human_agreement"] = human_agreement(results, present, human_scores)
+    return report
+
+
+def add_intervals(report: dict[str, Any]) -> None:
+    """A `_ci95: [low, high]` beside every mean: 95 % percentile bootstrap intervals, samples resampled within
+    their category with a fixed seed, for each category's mean, both overall means, and each dimension's."""
+    results, categories, o = report["samples"], report["categories"], report["overall"]
+
+    def values(pick: Callable[[dict], float | None]) -> dict[str, list[float]]:
+        return {c: [v for r in results if r["category"] == c and (v := pick(r)) is not None] for c in categories}
+
+    score = bootstrap_means(values(lambda r: r["score"] if r["status"] == "ok" else None))
+    o["mean_over_samples_ci95"] = score["mean_over_samples"]
+    o["mean_over_categories_ci95"] = score["mean_over_categories"]
+    for name, s in categories.items():
+        s["mean_ci95"] = score["categories"][name]
+    for dimension, d in o["dimensions"].items():
+        found = bootstrap_means(values(lambda r: r.get("dimensions", {}).get(dimension, {}).get("score")))
+        d["mean_over_samples_ci95"] = found["mean_over_samples"]
+        d["mean_over_categories_ci95"] = found["mean_over_categories"]
+        for name, s in categories.items():
+            if dimension in s["dimensions"]:
+                s["dimensions"][dimension]["mean_ci95"] = found["categories"][name]
+    report["bootstrap"] = {"resamples": RESAMPLES, "seed": SEED, "level": 0.95,
+                           "method": "percentile; samples resampled with replacement within each category"}
+
+
+def human_agreement(results: list[dict[str, Any]], categories: list[str],
+                    human_scores: dict[str, float]) -> dict[str, Any]:
+    """Spearman's rho, Kendall's tau-b and pairwise accuracy between the judge's and the human scores, over the
+    scored samples that have a human score, per category and overall, each with its n."""
+    pairs = [(r["category"], r["score"], human_scores[r["id"]]) for r in results
+             if r["status"] == "ok" and r["id"] in human_scores]
+
+    def of(rows):
+        return agreement([j for _, j, _ in rows], [h for _, _, h in rows])
+
+    return {"overall": of(pairs), "categories": {c: of([p for p in pairs if p[0] == c]) for c in categories}}
 
 
 def format_score(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
-def markdown_cell(text: str) -> str:
-    """`text` as one Markdown table cell: a `|` would start a new column and a newline a new row."""
-    return " ".join(str(text).split("\n")).replace("|", "\\|")
+def format_interval(interval: list[float] | None) -> str:
+    return "–" if interval is None else f"[{interval[0]:.2f}, {interval[1]:.2f}]"
+
+
+def format_stat(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
 
 
 def markdown_table(report: dict[str, Any]) -> str:
-    """The per-category table a person reads, then both averages: over samples and over categories."""
+    """The per-category table a person reads, then both averages: over samples and over categories, each mean
+    with its 95 % bootstrap interval (a dimension's beside its mean)."""
     o = report["overall"]
     names = list(o["dimensions"]) if len(o["dimensions"]) > 1 else []
-    lines = ["| category | count | scored | unparsed | failed | mean | min | max |" +
+
+    def dim(stats_of: dict, key: str) -> str:
+        if stats_of.get(key) is None:
+            return "–"
+        return f"{format_score(stats_of[key])} {format_interval(stats_of.get(key + '_ci95'))}"
+
+    lines = ["| category | count | scored | unparsed | failed | mean | 95% CI | min | max |" +
              "".join(f" {markdown_cell(n)} |" for n in names),
-             "|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(names)]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(names)]
     for name, s in report["categories"].items():
-        dims = "".join(f" {format_score(s['dimensions'].get(n, {}).get('mean'))} |" for n in names)
+        dims = "".join(f" {dim(s['dimensions'].get(n, {}), 'mean')} |" for n in names)
         lines.append(f"| {markdown_cell(name)} | {s['count']} | {s['scored']} | {s['unparsed']} | {s['failed']} | "
-                     f"{format_score(s['mean'])} | {format_score(s['min'])} | {format_score(s['max'])} |{dims}")
-    dims = "".join(f" {format_score(o['dimensions'][n]['mean_over_samples'])} |" for n in names)
+                     f"{format_score(s['mean'])} | {format_interval(s.get('mean_ci95'))} | {format_score(s['min'])} | "
+                     f"{format_score(s['max'])} |{dims}")
+    dims = "".join(f" {dim(o['dimensions'][n], 'mean_over_samples')} |" for n in names)
     lines.append(f"| **mean over samples** | {o['count']} | {o['scored']} | {o['unparsed']} | {o['failed']} | "
-                 f"{format_score(o['mean_over_samples'])} | {format_score(o['min'])} | {format_score(o['max'])} |"
-                 f"{dims}")
-    dims = "".join(f" {format_score(o['dimensions'][n]['mean_over_categories'])} |" for n in names)
+                 f"{format_score(o['mean_over_samples'])} | {format_interval(o.get('mean_over_samples_ci95'))} | "
+                 f"{format_score(o['min'])} | {format_score(o['max'])} |{dims}")
+    dims = "".join(f" {dim(o['dimensions'][n], 'mean_over_categories')} |" for n in names)
     lines.append(f"| **mean over categories** | {o['categories_in_mean']} categories | | | | "
-                 f"{format_score(o['mean_over_categories'])} | | |{dims}")
+                 f"{format_score(o['mean_over_categories'])} | {format_interval(o.get('mean_over_categories_ci95'))} "
+                 f"| | |{dims}")
+    return "\n".join(lines)
+
+
+def agreement_table(report: dict[str, Any]) -> str:
+    """Agreement of the judge with the human ratings, per category and overall, each with its n."""
+    found = report["human_agreement"]
+    rows = [("**all**", found["overall"]), *found["categories"].items()]
+    lines = ["| category | n | Spearman ρ | Kendall τ-b | pairwise accuracy |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {markdown_cell(name)} | {a['n']} | {format_stat(a['spearman'])} | {format_stat(a['kendall_tau_b'])} "
+              f"| {format_stat(a['pairwise_accuracy'])} |" for name, a in rows]
     return "\n".join(lines)
 
 
@@ -126,21 +193,28 @@ def results_csv(results: list[dict[str, Any]]) -> str:
 
 
 def write_report(output_dir: str, report: dict[str, Any], thumbnails: dict[str, dict]) -> dict[str, str]:
-    """Write report.json, results.csv, report.md and report.html atomically; returns their paths by kind.
+    """Write report.json, results.csv, report.md, report.html and thumbnails.json atomically; returns their paths
+    by kind.
 
     Args:
         thumbnails: Sample id -> {"original", "edited"} image data URIs for report.html.
     """
     from score_stage.html_report import build_html
 
-    paths = {kind: os.path.join(output_dir, name) for kind, name in zip(("json", "csv", "md", "html"), REPORT_NAMES)}
+    paths = {kind: os.path.join(output_dir, name)
+             for kind, name in zip(("json", "csv", "md", "html", "thumbnails"), REPORT_NAMES)}
     atomic_write_json(paths["json"], report)
+    atomic_write_json(paths["thumbnails"], thumbnails)
     atomic_write(paths["html"], build_html(report, thumbnails).encode("utf-8"))
     atomic_write(paths["csv"], results_csv(report["samples"]).encode("utf-8"))
     unparsed = [r["id"] for r in report["samples"] if r["status"] == "unparsed"]
     failed = [f"{r['id']} ({r['reason']})" for r in report["samples"] if r["status"] == "failed"]
     text = ["# Edit benchmark report", "", f"Edit model: `{report['edit_model']}`  ",
-            f"Judge: `{report['judge_model']}`", "", markdown_table(report), ""]
+            f"Judge: `{report['judge_model']}`", "", markdown_table(report), "",
+            f"95% CI: percentile bootstrap, {report['bootstrap']['resamples']} resamples within categories, seed "
+            f"{report['bootstrap']['seed']}.", ""]
+    if "human_agreement" in report:
+        text += ["## Agreement with human ratings", "", agreement_table(report), ""]
     if unparsed:
         text += [f"Unparsed ({len(unparsed)}): " + ", ".join(unparsed), ""]
     if failed:

@@ -83,7 +83,7 @@ def fault(target: str, rank: int, action: str, **spec) -> dict:
 
 def copy_run(source: str, target: str, scores: bool = True) -> str:
     """A copy of a run's output folder, with or without the score stage's outputs (journals, report)."""
-    skip = () if scores else ("report.*", "results.csv", "score*")
+    skip = () if scores else ("report.*", "results.csv", "thumbnails.json", "score*")
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("logs", *skip))
     return target
 
@@ -102,3 +102,26 @@ def demo_run(pythons, tmp_path_factory) -> tuple[str, str]:
 def base_python() -> str:
     """The interpreter this suite's venv was made from: the launcher must run with no stage environment."""
     return getattr(sys, "_base_executable", sys.executable)
+
+
+CHROMIUM = shutil.which("chromium")
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None and os.environ.get("CI") != "true",
+    reason="Debian's chromium is not installed (apt-get install chromium); CI installs it and never skips this")
+
+
+def chromium(page: str, out_dir, *flags: str) -> tuple[str, str]:
+    """Run headless Chromium on a file URL, as the CI machine's probe does; returns (stdout, stderr)."""
+    assert CHROMIUM, "chromium is required in CI"
+    done = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+         f"--user-data-dir={out_dir}/chromium-profile", "--enable-logging=stderr", "--v=0", *flags,
+         f"file://{page}"], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout, done.stderr
+
+
+def console_messages(stderr: str) -> list[str]:
+    """Every message the page wrote to the console: errors, uncaught exceptions, refused loads."""
+    return [line for line in stderr.splitlines() if ":CONSOLE" in line]

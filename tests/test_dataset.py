@@ -22,7 +22,7 @@ def test_demo_dataset_has_two_or_more_samples_in_each_of_five_categories():
     assert set(counts) == set(FIVE) and min(counts.values()) >= 2
     assert len({s.id for s in samples}) == len(samples)
     assert any(s.description is None for s in samples)         # the optional field really is optional
-    assert samples[0].extra == {"difficulty": "easy"}          # extra keys are kept
+    assert samples[0].extra == {"difficulty": "easy", "human_score": 6.5}   # extra keys are kept
 
 
 def _dataset(tmp_path, records) -> str:

@@ -5,8 +5,6 @@ import html
 import io
 import os
 import re
-import shutil
-import subprocess
 import time
 from html.parser import HTMLParser
 
@@ -14,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import chromium, console_messages, needs_chromium
 from score_stage.html_report import build_html, thumbnail
 from score_stage.report import build_report
 
@@ -121,43 +120,20 @@ def test_a_distribution_is_drawn_for_expected_mode():
 
 # --- in a real browser -------------------------------------------------------------------------------------------
 
-CHROMIUM = shutil.which("chromium")
-needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None and os.environ.get("CI") != "true",
-    reason="Debian's chromium is not installed (apt-get install chromium); CI installs it and never skips this")
-
-
-def chromium(page: str, out_dir, *flags: str) -> tuple[str, str]:
-    """Run headless Chromium on a file URL, as the CI machine's probe does; returns (stdout, stderr)."""
-    assert CHROMIUM, "chromium is required in CI"
-    done = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-         f"--user-data-dir={out_dir}/chromium-profile", "--enable-logging=stderr", "--v=0", *flags,
-         f"file://{page}"], capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout, done.stderr
-
-
-def _console(stderr: str) -> list[str]:
-    """Every message the page wrote to the console: errors, uncaught exceptions, refused loads."""
-    return [line for line in stderr.splitlines() if ":CONSOLE" in line]
-
-
 @pytest.mark.slow
 @needs_chromium
 def test_the_demo_report_renders_offline_in_chromium(demo_run, tmp_path):
     _, out = demo_run
     page = os.path.join(out, "report.html")
     dom, stderr = chromium(page, tmp_path, "--dump-dom")
-    assert _console(stderr) == []
+    assert console_messages(stderr) == []
     assert 'data-ready="true"' in dom                                    # the script ran to its end
     assert len(re.findall(r'<article class="card"', dom)) == 10
     assert len(re.findall(r'<rect class="bar"', dom)) == 5
     assert "10 of 10 samples" in dom and "物理" in dom
     shot = tmp_path / "report.png"
     _, stderr = chromium(page, tmp_path, "--window-size=1280,1600", f"--screenshot={shot}")
-    assert _console(stderr) == [] and shot.stat().st_size > 20_000
+    assert console_messages(stderr) == [] and shot.stat().st_size > 20_000
     with Image.open(shot) as image:
         assert image.size == (1280, 1600) and len(image.getcolors(1 << 16) or range(1 << 16)) > 50
 
@@ -189,7 +165,7 @@ def test_a_1000_sample_report_stays_small_and_loads_without_freezing(tmp_path):
     start = time.monotonic()
     dom, stderr = chromium(str(page), tmp_path, "--dump-dom")
     load_s = time.monotonic() - start
-    assert _console(stderr) == [] and 'data-ready="true"' in dom
+    assert console_messages(stderr) == [] and 'data-ready="true"' in dom
     assert len(re.findall(r'<article class="card"', dom)) == 1000
     assert "data-pwned" not in dom and dom.count("&lt;script&gt;document.body.dataset.pwned=2") == 2
     assert size_mb < 40 and load_s < 60

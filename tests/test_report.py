@@ -64,17 +64,20 @@ def test_both_averages_on_uneven_categories_match_hand_computation():
 
 def test_markdown_table_has_a_row_per_category_and_both_averages():
     table = markdown_table(build_report(RESULTS, ["物理", "环境", "指代"]))
-    assert "| 物理 | 2 | 1 | 1 | 0 | 8.000 | 8.000 | 8.000 |" in table
-    assert "| 指代 | 1 | 0 | 0 | 1 | – | – | – |" in table
-    assert table.splitlines()[-2].startswith("| **mean over samples** | 5 | 3 | 1 | 1 | 6.000 |")
-    assert table.splitlines()[-1] == "| **mean over categories** | 2 categories | | | | 6.500 | | |"
+    assert "| 物理 | 2 | 1 | 1 | 0 | 8.000 | [8.00, 8.00] | 8.000 | 8.000 |" in table
+    assert "| 环境 | 2 | 2 | 0 | 0 | 5.000 | [4.00, 6.00] | 4.000 | 6.000 |" in table     # resampled 4, 6: 4..6
+    assert "| 指代 | 1 | 0 | 0 | 1 | – | – | – | – |" in table
+    # Over samples: (8 + two draws of {4, 6}) / 3 is 5.33, 6 or 6.67; over categories: (8 + 4..6) / 2.
+    assert table.splitlines()[-2].startswith("| **mean over samples** | 5 | 3 | 1 | 1 | 6.000 | [5.33, 6.67] |")
+    assert table.splitlines()[-1] == "| **mean over categories** | 2 categories | | | | 6.500 | [6.00, 7.00] | | |"
 
 
 def test_markdown_table_shows_each_dimension_when_there_are_several():
     lines = markdown_table(build_report(UNEVEN, ["物理", "环境", "社会"])).splitlines()
     assert lines[0].endswith("| max | reasoning | quality |")
-    assert lines[2] == "| 物理 | 4 | 3 | 1 | 0 | 6.000 | 3.000 | 8.000 | 7.000 | 6.000 |"
-    assert lines[-1].endswith("| 4.000 | | | 4.500 | 5.000 |")
+    assert lines[2] == ("| 物理 | 4 | 3 | 1 | 0 | 6.000 | [3.00, 8.00] | 3.000 | 8.000 | 7.000 [5.50, 8.50] | "
+                        "6.000 [3.00, 8.00] |")
+    assert lines[-1].endswith("| 4.000 | [2.50, 5.00] | | | 4.500 [3.75, 5.25] | 5.000 [3.50, 6.00] |")
 
 
 def test_csv_has_a_score_column_per_dimension():
@@ -100,7 +103,7 @@ def test_write_report_writes_four_files(tmp_path):
     md = open(paths["md"], encoding="utf-8").read()
     assert "Unparsed (1): b" in md and "Failed (1): e (cannot decode image e.png: truncated)" in md
     assert open(paths["html"], encoding="utf-8").read().count('<article class="card"') == 5
-    assert sorted(os.listdir(tmp_path)) == ["report.html", "report.json", "report.md", "results.csv"]
+    assert sorted(os.listdir(tmp_path)) == ["report.html", "report.json", "report.md", "results.csv", "thumbnails.json"]
 
 
 def test_a_pipe_in_a_category_name_does_not_add_a_column():
@@ -109,3 +112,25 @@ def test_a_pipe_in_a_category_name_does_not_add_a_column():
     assert len(rows) == 2 + 2 + 2                                   # header, rule, two categories, two averages
     assert all(row.replace("\\|", "").count("|") == rows[0].count("|") for row in rows[:4])
     assert "| a\\|b | 1 |" in table and "| c d | 1 |" in table
+
+
+def test_every_mean_has_its_interval_in_report_json():
+    report = build_report(UNEVEN, ["物理", "环境", "社会"])
+    o = report["overall"]
+    assert o["mean_over_samples_ci95"] == [2.75, 6.5] and o["mean_over_categories_ci95"] == [2.5, 5.0]
+    assert report["categories"]["环境"]["mean_ci95"] == [2.0, 2.0] and report["categories"]["社会"]["mean_ci95"] is None
+    assert report["categories"]["物理"]["dimensions"]["reasoning"]["mean_ci95"] == [5.5, 8.5]
+    assert o["dimensions"]["quality"]["mean_over_samples_ci95"] == [3.25, 7.0]
+    assert report["bootstrap"]["resamples"] >= 1000
+
+
+def test_agreement_with_human_ratings_per_category_and_overall():
+    results = [_r("a", "x", 1.0), _r("b", "x", 2.0), _r("c", "x", 3.0), _r("d", "y", 4.0),
+               _r("e", "y", None, "unparsed"), _r("f", "y", 6.0)]
+    human = {"a": 1.0, "b": 3.0, "c": 2.0, "d": 4.0, "e": 9.0}            # f has no human score
+    found = build_report(results, ["x", "y"], human_scores=human)["human_agreement"]
+    assert found["overall"]["n"] == 4 and found["overall"]["spearman"] == pytest.approx(0.8)
+    assert found["overall"]["kendall_tau_b"] == pytest.approx(4 / 6)
+    assert found["categories"]["y"]["n"] == 1 and found["categories"]["y"]["spearman"] is None
+    assert found["categories"]["x"]["pairwise_accuracy"] == pytest.approx(2 / 3)
+    assert "human_agreement" not in build_report(results, ["x", "y"])
