@@ -23,6 +23,7 @@ from shards.dist import (DistState, Terminated, WorkQueue, all_gather_json, barr
                          map_in_parallel, sigterm_raises, teardown)
 from shards.logs import EVERY_RANK, exit_on_input_error, progress, setup_logging
 from shards.identity import check_resumable, run_identity
+from shards.record import hub_revision, installed_packages, tool_version
 from shards.resume import ResumeError, begin_attempt, check_restartable, end_attempt, restart
 from shards.store import MANIFEST_NAME, ShardWriter, package_versions, read_parts, shard_problem, write_manifest
 
@@ -133,7 +134,7 @@ def edit_share(config: RunConfig, state: DistState, todo: list[Sample], plan: Pl
 
 
 def build_manifest(config: RunConfig, plan: Plan, parts: list[dict], attempts: list[dict],
-                   identity: dict[str, Any]) -> dict:
+                   identity: dict[str, Any], editor: dict[str, Any]) -> dict:
     """The manifest of the selected samples, in dataset order: each edited one where its verified part holds it,
     each unusable one as `failed` with its reason."""
     entries = edited_entries(parts)
@@ -147,8 +148,9 @@ def build_manifest(config: RunConfig, plan: Plan, parts: list[dict], attempts: l
         "attempts": attempts,
         "dataset": {"path": config.dataset.path, "root": os.path.dirname(config.dataset.path),
                     "sha256": identity["dataset file sha256"]},
-        "model": editor_record(config),
+        "model": editor,
         "versions": package_versions(),
+        "environment": installed_packages(), "tool": tool_version(),
         "config": to_dict(config),
         "elapsed_s": round(sum(a.get("elapsed_s", 0.0) for a in attempts), 3),
         "shards": sorted(shards.values(), key=lambda s: s["path"]),
@@ -156,9 +158,10 @@ def build_manifest(config: RunConfig, plan: Plan, parts: list[dict], attempts: l
     }
 
 
-def editor_record(config: RunConfig) -> dict[str, Any]:
-    """Who made the edits: checkpoint, pipeline, LoRA adapters (with their weights' sha256) and the sampling
-    settings, and a one-line label the report shows (a few-step LoRA run says so)."""
+def editor_record(config: RunConfig, identity: dict[str, Any]) -> dict[str, Any]:
+    """Who made the edits: checkpoint (its hub revision, or its files' fingerprint when local), pipeline, LoRA
+    adapters (with their weights' sha256) and the sampling settings, and a one-line label the report shows (a
+    few-step LoRA run says so)."""
     from edit_stage.pipeline import lora_record
 
     edit = config.edit
@@ -166,7 +169,9 @@ def editor_record(config: RunConfig) -> dict[str, Any]:
     adapters = "".join(f" + LoRA {os.path.basename(a['path'].rstrip('/'))}"
                        f"{'/' + a['weight_name'] if a['weight_name'] else ''} x{a['scale']:g}" for a in lora)
     cfg = f"CFG {edit.true_cfg_scale:g}" if edit.true_cfg_scale > 1 and edit.negative_prompt is not None else "no CFG"
-    return {"path": edit.model, "pipeline": edit.pipeline, "lora": lora, "fuse_lora": edit.fuse_lora,
+    return {"path": edit.model, "revision": hub_revision(edit.model),
+            "fingerprint": identity.get("edit.model files fingerprint"), "pipeline": edit.pipeline,
+            "lora": lora, "fuse_lora": edit.fuse_lora, "seed": edit.seed, "dtype": edit.dtype,
             "num_inference_steps": edit.num_inference_steps, "true_cfg_scale": edit.true_cfg_scale,
             "label": f"{edit.model}{adapters}, {edit.num_inference_steps} steps, {cfg}"}
 
@@ -214,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
             attempts = end_attempt(config.output_dir, "edit", outputs=[MANIFEST_NAME], edited=len(todo),
                                    elapsed_s=round(time.perf_counter() - start, 3), ranks=ranks)
             manifest = build_manifest(config, plan, trusted + [p for share in shares for p in share["parts"]],
-                                      attempts, identity)
+                                      attempts, identity, editor_record(config, identity))
             path = write_manifest(config.output_dir, manifest)
             log.info("wrote %s (%d samples, %d failed, in %d shards)", path, len(manifest["samples"]),
                      len(plan.images.failed), len(manifest["shards"]))

@@ -32,6 +32,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "(repeatable; the value is read as YAML)")
     parser.add_argument("--prepare-only", action="store_true",
                         help="create the stage environments, then stop (nothing is edited or judged)")
+    parser.add_argument("--edits", metavar="SOURCE",
+                        help="score edits made elsewhere instead of running the editor: a folder of "
+                             "<id>.png/.jpg/.webp, or a JSONL of {\"id\": ..., \"edited\": path} lines")
     parser.add_argument("--restart", nargs="?", const="edit", choices=STAGES,
                         help="start over instead of resuming: 'edit' (the default) discards the output folder's "
                              "edits and scores, 'score' only its scores")
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         samples = load_dataset(config.dataset.path, categories=list(config.score.prompts),
                                allow_missing_images=config.dataset.skip_unreadable_images)
         selected = select_samples(samples, config.dataset.categories, config.dataset.limit)
-        check_output_folder(config, args.restart)
+        check_output_folder(config, args.restart, args.edits, samples, selected)
         pythons = prepare_environments(config)
     except (ConfigError, DatasetError, ResumeError, EnvError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
@@ -91,17 +94,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def check_output_folder(config, restart: str | None) -> None:
+def check_output_folder(config, restart: str | None, edits: str | None, samples: list, selected: list) -> None:
     """Refuse, before any environment is built, an output folder that holds another run's work, files of others
-    where the run would write, or files a restart would have to delete that the tool did not write.
+    where the run would write, or files a restart would have to delete that the tool did not write; with
+    `edits`, also a source of brought edits with missing, extra or duplicate images.
 
     The stages check again themselves (with the image digests too); this only makes the refusal immediate.
     """
+    from shards.edits import edits_identity, find_edits
     from shards.identity import check_resumable
     from shards.resume import check_restartable
+    from shards.store import sha256_file
 
+    identities = {}
+    if edits:
+        root = os.path.dirname(config.dataset.path)    # a sample whose original is gone wants no edit
+        wanted = [s.id for s in selected if os.path.isfile(os.path.join(root, s.image))]
+        found = find_edits(edits, wanted, [s.id for s in samples])
+        identities["edit"] = edits_identity(edits, found, sha256_file(config.dataset.path))
     for stage in STAGES[: STAGES.index(restart) if restart else len(STAGES)]:
-        for note in check_resumable(config, stage):
+        for note in check_resumable(config, stage, identities.get(stage)):
             print(f"[launch] note: {note}", flush=True)
     if restart:
         check_restartable(config.output_dir, restart)
@@ -138,7 +150,8 @@ def describe_env(python: str) -> str:
 
 
 def run_both(config, pythons: dict[str, str], args: argparse.Namespace) -> None:
-    """The edit job, then the score job on its output, each a torchrun with its own interpreter."""
+    """The edit job (or the import of brought edits), then the score job on its output, each with its own
+    interpreter."""
     stage_args = ["--config", config.source, "--output-dir", config.output_dir]
     if args.categories:
         stage_args += ["--categories", *args.categories]
@@ -154,8 +167,12 @@ def run_both(config, pythons: dict[str, str], args: argparse.Namespace) -> None:
             log_dir = os.path.join(logs, f"torchrun-{stage}-{stamp}")
             # Restarting the edit stage also removes the scores computed from its edits.
             restart = ["--restart"] if stage == args.restart else []
-            command = torchrun_command(pythons[stage], stage, config.distributed.nproc_per_node, log_dir,
-                                       stage_args + restart)
+            if stage == "edit" and args.edits:   # one process, no model: brought edits become shards
+                command = [pythons[stage], "-m", "edit_stage.imports", *stage_args, *restart,
+                           "--edits", os.path.abspath(args.edits)]
+            else:
+                command = torchrun_command(pythons[stage], stage, config.distributed.nproc_per_node, log_dir,
+                                           stage_args + restart)
             print(f"[launch] {stage} stage: {' '.join(command)}", flush=True)
             seconds = run_stage(stage, command, log_dir, log_file, config.distributed.stage_timeout_s)
             print(f"[launch] {stage} stage done in {seconds:.1f}s", flush=True)

@@ -25,6 +25,7 @@ from shards.journal import JournalWriter, journal_path, journal_paths, read_jour
 from shards.logs import EVERY_RANK, exit_on_input_error, progress, setup_logging
 from shards.identity import check_resumable, run_identity
 from shards.resume import begin_attempt, check_restartable, end_attempt, restart
+from shards.record import hub_revision, installed_packages, judging_record, tool_version
 from shards.store import (REPORT_NAMES, ShardError, package_versions, read_image, read_manifest, sha256_file,
                           shard_problem)
 
@@ -33,10 +34,15 @@ def selected_entries(config: RunConfig, manifest: dict[str, Any]) -> list[dict[s
     """The manifest samples this run reports on; each must have judge prompts. Checked before any model loads."""
     entries = select_samples(manifest["samples"], config.dataset.categories, config.dataset.limit,
                              category_of=lambda entry: entry["category"])
+    key = config.score.human_score_key
     for entry in entries:
         if entry["category"] not in config.score.prompts:
             raise DatasetError(f"sample '{entry['id']}' of the manifest has category '{entry['category']}', "
                                f"which has no judge prompts in {config.source} (score.prompts)")
+        human = entry.get("extra", {}).get(key)
+        if human is not None and (isinstance(human, bool) or not isinstance(human, (int, float))):
+            raise DatasetError(f"sample '{entry['id']}': '{key}' (score.human_score_key) must be a number, "
+                               f"got {human!r:.40}")
     return entries
 
 
@@ -111,9 +117,11 @@ def ensure_tiny_judge(config: RunConfig, state: DistState) -> None:
 
 
 def judge_share(config: RunConfig, manifest: dict, state: DistState, todo: list[dict], log) -> dict[str, Any]:
-    """Judge samples from the shared queue until none is left: one query per sample and dimension, in batches.
-    A rank takes the next sample nobody has whenever its batch needs more queries. A sample is recorded in the
-    rank's journal, and its line printed, as soon as all its dimensions are answered.
+    """Judge chunks of `batch_size` samples from the shared queue until none is left: one query per sample and
+    dimension, batched within the chunk. A rank that finishes a chunk takes the next one nobody has. The chunks,
+    and so the batches, are the same whichever rank takes them and however many ranks run, so the scores are
+    too (a batch's padding can move a score in its last digits). A sample is recorded in the rank's journal, and
+    its line printed, as soon as all its dimensions are answered.
 
     Returns:
         This rank's results, samples judged, busy and load seconds.
@@ -121,20 +129,19 @@ def judge_share(config: RunConfig, manifest: dict, state: DistState, todo: list[
     from score_stage.judge import Judge, batches_with_backoff
     from score_stage.results import describe, sample_result
 
-    queue = WorkQueue(len(todo), state, "score")
+    size = config.score.batch_size
+    chunks = [todo[i: i + size] for i in range(0, len(todo), size)]
+    queue = WorkQueue(len(chunks), state, "score")
     start = time.perf_counter()
     judge, prompts = Judge(config.score, state.device), config.score.prompts
     loaded = time.perf_counter() - start
-    # Drawn lazily: a sample is taken from the queue only when the next batch needs its queries.
-    queries = ((entry, name) for entry in (todo[position] for position in queue)
-               for name in prompts[entry["category"]].dimensions)
 
     def ask(batch: list[tuple[dict, str]]) -> list[dict]:
         asked = [(e, prompts[e["category"]].dimensions[name]) for e, name in batch]
         return judge.ask([(e, dim, _images(config, manifest, e, dim.images)) for e, dim in asked])
 
-    def on_retry(failed: int, size: int) -> None:
-        log.warning("out of GPU memory judging %d queries at once; retrying with batch size %d", failed, size,
+    def on_retry(failed: int, smaller: int) -> None:
+        log.warning("out of GPU memory judging %d queries at once; retrying with batch size %d", failed, smaller,
                     extra=EVERY_RANK)
 
     answers: dict[str, dict[str, dict]] = {}
@@ -142,24 +149,26 @@ def judge_share(config: RunConfig, manifest: dict, state: DistState, todo: list[
     results, busy = [], 0.0
     path = journal_path(config.output_dir, "score", state.rank, state.world_size)
     with JournalWriter(path) as journal, progress(state, "score", "judged", len(todo)) as bar:
-        begin = time.perf_counter()
-        for batch, batch_answers in batches_with_backoff(queries, config.score.batch_size, ask, on_retry):
-            share, finished = (time.perf_counter() - begin) / len(batch), []
-            for (entry, name), answer in zip(batch, batch_answers):
-                answers.setdefault(entry["id"], {})[name] = answer
-                seconds[entry["id"]] = seconds.get(entry["id"], 0.0) + share
-                category = prompts[entry["category"]]
-                if len(answers[entry["id"]]) == len(category.dimensions):
-                    finished.append(sample_result(entry, answers.pop(entry["id"]), category.combine,
-                                                  rank=state.rank, world_size=state.world_size,
-                                                  seconds=seconds.pop(entry["id"])))
-            journal.append(finished)
-            for result in finished:
-                log.info("%s", describe(result), extra=EVERY_RANK)
-            results.extend(finished)
-            bar.update(len(finished))
-            busy += time.perf_counter() - begin
+        for position in queue:
+            queries = [(entry, name) for entry in chunks[position] for name in prompts[entry["category"]].dimensions]
             begin = time.perf_counter()
+            for batch, batch_answers in batches_with_backoff(queries, size, ask, on_retry):
+                share, finished = (time.perf_counter() - begin) / len(batch), []
+                for (entry, name), answer in zip(batch, batch_answers):
+                    answers.setdefault(entry["id"], {})[name] = answer
+                    seconds[entry["id"]] = seconds.get(entry["id"], 0.0) + share
+                    category = prompts[entry["category"]]
+                    if len(answers[entry["id"]]) == len(category.dimensions):
+                        finished.append(sample_result(entry, answers.pop(entry["id"]), category.combine,
+                                                      rank=state.rank, world_size=state.world_size,
+                                                      seconds=seconds.pop(entry["id"])))
+                journal.append(finished)
+                for result in finished:
+                    log.info("%s", describe(result), extra=EVERY_RANK)
+                results.extend(finished)
+                bar.update(len(finished))
+                busy += time.perf_counter() - begin
+                begin = time.perf_counter()
     return {"results": results, "rank": state.rank, "samples": len(results), "busy_s": round(busy, 3),
             "load_s": round(loaded, 3)}
 
@@ -201,9 +210,12 @@ def write_outputs(config: RunConfig, manifest: dict, entries: list[dict], judged
     from score_stage.results import failed_result
 
     results = [judged[e["id"]] if e["status"] == "ok" else failed_result(e) for e in entries]
+    key = config.score.human_score_key
+    human = {e["id"]: float(e["extra"][key]) for e in entries if e.get("extra", {}).get(key) is not None}
     report = build_report(
-        results, list(config.score.prompts),
-        edit_model=manifest["model"]["path"], judge_model=config.score.model, scoring_mode=config.score.mode,
+        results, list(config.score.prompts), human_scores=human,
+        edit_model=manifest["model"].get("label", manifest["model"]["path"]), judge_model=config.score.model,
+        scoring_mode=config.score.mode, record=run_record(config, manifest),
         world_size={"edit": manifest["world_size"], "score": state.world_size},
         attempts={"edit": manifest["attempts"], "score": attempts},
         versions={"edit": manifest["versions"], "score": package_versions()},
@@ -218,6 +230,20 @@ def write_outputs(config: RunConfig, manifest: dict, entries: list[dict], judged
              format_score(o["mean_over_categories"]), o["categories_in_mean"], o["unparsed"], o["failed"])
     log.info("per category:\n%s", markdown_table(report))
     log.info("report: %s and %s", paths["json"], paths["html"])
+
+
+def run_record(config: RunConfig, manifest: dict) -> dict[str, Any]:
+    """What makes the scores reproducible: editor and judge (hub revision, or the local files' fingerprint),
+    every prompt's sha256 and the decoding settings, the seeds, the tool's version and both environments."""
+    judge = config.score.model
+    return {"editor": manifest["model"],
+            "judge": {"model": judge, "revision": hub_revision(judge),
+                      "fingerprint": run_identity(config, "score")["score.model files fingerprint"]},
+            "judging": judging_record(config.score),
+            "seeds": {"edit": manifest["model"].get("seed"), "per_sample": "sha256(edit seed, sample id)",
+                      "judge": "none: greedy decoding"},
+            "tool": {"edit": manifest.get("tool"), "score": tool_version()},
+            "environments": {"edit": manifest.get("environment"), "score": installed_packages()}}
 
 
 @record

@@ -7,9 +7,7 @@ answer prefix itself and reads the probabilities of the score's digits (see scor
 
 from __future__ import annotations
 
-import itertools
-
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from PIL import Image
@@ -158,10 +156,9 @@ def expected_distributions(model, processor, conversations: list[list[dict]],
     return [score_distribution(first[i], after_one[i], digit_ids) for i in range(len(conversations))]
 
 
-def batches_with_backoff(items: Iterable[Any], size: int, ask: Callable[[list[Any]], list[Any]],
+def batches_with_backoff(items: list[Any], size: int, ask: Callable[[list[Any]], list[Any]],
                          on_retry: Callable[[int, int], None]) -> Iterator[tuple[list[Any], list[Any]]]:
-    """Yield (batch, ask(batch)) over `items` in order, in batches of `size`; `items` is read only as far as the
-    next batch needs (it may be a shared work queue).
+    """Yield (batch, ask(batch)) over `items` in order, in batches of `size`.
 
     A batch that runs out of GPU memory is asked again at half its size, down to one; the smaller size is kept
     for the rest, since the next batch would most likely not fit either. `on_retry(old, new)` is told each time.
@@ -169,12 +166,9 @@ def batches_with_backoff(items: Iterable[Any], size: int, ask: Callable[[list[An
     Raises:
         torch.OutOfMemoryError: if a single item does not fit.
     """
-    source, pending = iter(items), []
-    while True:
-        pending.extend(itertools.islice(source, max(0, size - len(pending))))
-        if not pending:
-            return
-        batch = pending[:size]
+    start = 0
+    while start < len(items):
+        batch = items[start: start + size]
         try:
             answers = ask(batch)
         except torch.OutOfMemoryError:
@@ -188,4 +182,4 @@ def batches_with_backoff(items: Iterable[Any], size: int, ask: Callable[[list[An
             torch.cuda.empty_cache()
             continue
         yield batch, answers
-        pending = pending[len(batch):]
+        start += len(batch)

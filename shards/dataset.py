@@ -85,11 +85,11 @@ def load_dataset(path: str, categories: Sequence[str] | None = None, *,
     if not samples and not problems:
         problems.append(f"{path}: the dataset has no samples")
     if problems:
-        raise DatasetError(_listing(problems))
+        raise DatasetError(list_problems(problems))
     return samples
 
 
-def _listing(problems: list[str], shown: int = 20) -> str:
+def list_problems(problems: list[str], shown: int = 20) -> str:
     """One problem as it is; several as a count and one line each (at most `shown`), so all can be fixed at once."""
     if len(problems) == 1:
         return problems[0]
@@ -206,7 +206,7 @@ def check_images(samples: Sequence[Sample], dataset_path: str, *, skip_unreadabl
             digests[sample.id] = hashlib.sha256(data).hexdigest()
     if failed and not skip_unreadable:
         lines = [f"{dataset_path}:{s.line}: sample '{s.id}': {failed[s.id]}" for s in samples if s.id in failed]
-        raise DatasetError(_listing(lines) + "\n(set dataset.skip_unreadable_images: true to "
+        raise DatasetError(list_problems(lines) + "\n(set dataset.skip_unreadable_images: true to "
                            "record such samples as failed and run the rest)")
     return ImageCheck(sha256=digests, failed=failed)
 

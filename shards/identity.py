@@ -49,8 +49,11 @@ def run_identity(config: RunConfig, stage: str) -> dict[str, Any]:
     return identity
 
 
-def check_resumable(config: RunConfig, stage: str) -> list[str]:
+def check_resumable(config: RunConfig, stage: str, identity: dict[str, Any] | None = None) -> list[str]:
     """Refuse a folder holding `stage` work of a different run, or files of others where a new run would write.
+
+    Args:
+        identity: What this run is, when not `run_identity` (edits brought from elsewhere).
 
     Returns:
         Notes to show: what could not be compared (a model with no fingerprint).
@@ -61,7 +64,7 @@ def check_resumable(config: RunConfig, stage: str) -> list[str]:
     if read_record(config.output_dir, stage) is None:
         check_fresh(config.output_dir, stage)
         return []
-    return check_identity(config.output_dir, stage, run_identity(config, stage))
+    return check_identity(config.output_dir, stage, identity or run_identity(config, stage))
 
 
 def check_identity(output_dir: str, stage: str, identity: dict[str, Any]) -> list[str]:

@@ -23,7 +23,8 @@ SHARD_FORMAT = "qwen-edit-bench/shard-v1"
 SHARDS_DIR = "shards"
 MANIFEST_NAME = "manifest.json"
 # The score stage's files in the output folder (listed here so that restarting the edit stage removes them too).
-REPORT_NAMES = ("report.json", "results.csv", "report.md", "report.html")
+# thumbnails.json holds the page's images, so that `launch compare` can show them with the standard library alone.
+REPORT_NAMES = ("report.json", "results.csv", "report.md", "report.html", "thumbnails.json")
 VERSION_PACKAGES = ("torch", "torchvision", "transformers", "diffusers", "accelerate", "tokenizers", "safetensors",
                     "pillow")
 

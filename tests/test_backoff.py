@@ -48,15 +48,3 @@ def test_other_errors_are_not_retried():
     with pytest.raises(ValueError):
         list(batches_with_backoff([1, 2], 2, ask, lambda *a: pytest.fail("retried a non-memory error")))
 
-
-def test_items_are_drawn_only_as_far_as_the_next_batch_needs():
-    drawn = []
-
-    def queue():                                   # like the shared work queue: each item is claimed when drawn
-        for i in range(7):
-            drawn.append(i)
-            yield i
-
-    batches = batches_with_backoff(queue(), 3, lambda batch: batch, lambda *a: None)
-    assert next(batches)[0] == [0, 1, 2] and drawn == [0, 1, 2]
-    assert [b for b, _ in batches] == [[3, 4, 5], [6]] and drawn == list(range(7))

@@ -226,3 +226,17 @@ def _with_edit_model(text: str, value: str) -> str:
     at = next(i for i in range(start, len(lines)) if lines[i].startswith("  model:"))
     lines[at] = "  model: " + value
     return "\n".join(lines) + "\n"
+
+
+def test_the_few_step_lora_config_judges_exactly_as_the_real_one():
+    lightning = load_config(os.path.join(REPO, "configs", "qwen-image-edit-2511-lightning.yaml"))
+    real = load_config(REAL_CONFIG)
+    (adapter,) = lightning.edit.lora
+    assert adapter.path == "lightx2v/Qwen-Image-Edit-2511-Lightning" and adapter.weight_name.endswith(".safetensors")
+    assert (lightning.edit.num_inference_steps, lightning.edit.true_cfg_scale) == (4, 1.0)
+    assert lightning.score == real.score                       # one judging scale: `launch compare` pairs them
+
+
+def test_a_local_lora_that_does_not_exist_is_named(tmp_path):
+    message = _error(tmp_path, changes={"edit.lora": [{"path": str(tmp_path / "nope"), "scale": 0.5}]})
+    assert f"edit.lora[0].path: no such file or folder: {tmp_path / 'nope'}" in message

@@ -73,13 +73,14 @@ def test_kill_9_of_a_rank_mid_edit_loses_only_its_open_part_and_resumes_on_3_ran
 def test_kill_9_of_a_rank_mid_score_loses_no_recorded_judgement_and_resumes_on_1_rank(pythons, demo_run, tmp_path):
     config, out = demo_run[0], copy_run(demo_run[1], str(tmp_path / "run"), scores=False)
     args = ["--config", config, "--output-dir", out]
-    # Rank 1 is killed as it starts its 2nd batch of 2 queries: its 1st batch held phys-02's two dimensions.
+    # Rank 1 is killed as it starts its 2nd batch of 2 queries (which samples it had taken from the shared queue
+    # depends on timing): what its 1st batch judged must be recorded.
     first = torchrun(pythons["score"], "score_stage", 2, args,
                      env=fault("score_stage.judge:Judge.ask", 1, "kill", call=2))
     assert first.returncode != 0 and "Signal 9 (SIGKILL)" in _output(first)
     logged = _by_rank(JUDGED, _output(first))
     recorded = [r["id"] for r in read_journals(journal_paths(out, "score")).records]
-    assert logged[1] == ["phys-02"] and "phys-02" in recorded
+    assert logged[1] and set(logged[1]) <= set(recorded)
     assert set(i for ids in logged.values() for i in ids) <= set(recorded)   # every judgement shown was kept
 
     second = torchrun(pythons["score"], "score_stage", 1, args)

@@ -40,6 +40,14 @@ def test_demo_end_to_end(pythons, tmp_path):
     assert envs["edit"][1].startswith("4.57.") and envs["score"][1].startswith("5.")
     assert "| **mean over samples** | 10 | 10 | 0 | 0 |" in output and "| **mean over categories** | 5 categories" in output
     assert report["overall"]["unparsed"] == 0                        # expected mode: every sample has a score
+    low, high = report["overall"]["mean_over_samples_ci95"]
+    assert low <= report["overall"]["mean_over_samples"] <= high and "| 95% CI |" in output
+    assert report["human_agreement"]["overall"]["n"] == 10 and "## Agreement with human ratings" in output
+    record = report["record"]
+    assert record["editor"]["fingerprint"] and record["judge"]["fingerprint"] and record["tool"]["score"]["git_commit"]
+    assert record["environments"]["edit"]["diffusers"] == "0.39.0" and "transformers" in record["environments"]["score"]
+    assert all(len(d["system_prompt_sha256"]) == 64 for c in record["judging"]["prompts"].values()
+               for d in c["dimensions"].values())
     assert f"[launch] report: {out}/report.html" in output and f"[launch] data: {out}/report.json" in output
 
     again = launch(["--config", DEMO_CONFIG, "--output-dir", out, "--nproc-per-node", "1"])

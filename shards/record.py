@@ -1,0 +1,72 @@
+"""What makes a score reproducible: which tool, which packages, which model revision, which prompts.
+
+Both stages record these beside their outputs (the manifest, the report), so that a figure can be traced to
+the exact code, weights, prompts and environment that produced it. Standard library only; the hub revision asks
+huggingface_hub (present in both stage environments) for the snapshot it loaded from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.metadata
+import json
+import os
+import subprocess
+from typing import Any
+
+from shards.config import REPO_ROOT, ScoreConfig
+
+
+def tool_version() -> dict[str, Any]:
+    """This tool's package version and, in a git checkout, its commit and whether files differ from it."""
+    try:
+        version = importlib.metadata.version("qwen-edit-bench")
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", REPO_ROOT, *args], capture_output=True, text=True, timeout=30)
+        except OSError:
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"version": version, "git_commit": commit, "git_dirty": None if status is None else bool(status)}
+
+
+def installed_packages() -> dict[str, str]:
+    """Every distribution installed in this environment, by name (the transitive ones too)."""
+    return dict(sorted((d.metadata["Name"].lower(), d.version) for d in importlib.metadata.distributions()
+                       if d.metadata["Name"]))
+
+
+def hub_revision(model: str) -> str | None:
+    """The commit of the hub snapshot a hub id resolves to in the local cache (after loading); None for a local
+    folder, or when it is not cached."""
+    if os.path.exists(model):
+        return None
+    try:
+        from huggingface_hub import snapshot_download
+
+        return os.path.basename(snapshot_download(model, local_files_only=True))
+    except Exception:  # noqa: BLE001 - any failure means the revision is unknown, which the record says
+        return None
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def judging_record(cfg: ScoreConfig) -> dict[str, Any]:
+    """The sha256 of every system prompt and user prompt template, per category and dimension, and the settings
+    that decide how a score is read: what makes two runs' scores comparable."""
+    prompts = {category: {"combine": p.combine, "dimensions": {
+        name: {"images": d.images, "system_prompt_sha256": _sha256(d.system_prompt),
+               "user_prompt_template_sha256": _sha256(d.user_prompt_template)}
+        for name, d in p.dimensions.items()}} for category, p in cfg.prompts.items()}
+    return {"mode": cfg.mode, "answer_prefix": cfg.answer_prefix, "max_new_tokens": cfg.max_new_tokens,
+            "do_sample": False, "batch_size": cfg.batch_size, "dtype": cfg.dtype, "prompts": prompts,
+            "prompts_sha256": _sha256(json.dumps(dataclasses.asdict(cfg)["prompts"], sort_keys=True))}
