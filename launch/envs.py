@@ -1,7 +1,8 @@
 """Finding or creating each stage's Python interpreter: an existing path, a conda environment, or a venv.
 
-A venv is created with `venv` + pip on first use, installing this project with the stage's extras (their pinned
-requirements are in pyproject.toml), and reused afterwards. Its stamp records what it was built from and what it
+A venv is created with `venv` + pip on first use from the lock of the stage's extras (`configs/locks/`, made by
+`python3 -m launch lock` from the pins in pyproject.toml: every package, transitive ones included), then this
+project is installed into it, editable; it is reused afterwards. Its stamp records what it was built from and what it
 is: the requirements, and the version of its own interpreter (not the launcher's, which may be another patch
 release). When the requirements change, a replacement is built beside it and swapped in only once complete, so a
 failed rebuild (an unreachable package index, say) leaves the working environment as it was.
@@ -17,7 +18,9 @@ import sys
 import time
 import tomllib
 
+from launch.locks import LockError, read_lock
 from shards.config import REPO_ROOT, Environment
+from shards.store import sha256_file
 
 STAMP_NAME = ".launch-requirements.json"
 BUILDING, REPLACED = ".building", ".replaced"     # suffixes of a replacement being built, and of the one it replaces
@@ -88,13 +91,20 @@ def _minor(version: str | None) -> str | None:
 
 
 def ensure_venv(folder: str, extras: list[str], stage: str, torch_index: str | None = None) -> str:
-    """The venv's interpreter, building a replacement when it is missing, broken or its requirements changed.
+    """The venv's interpreter, building a replacement from its lock when it is missing, broken or its lock
+    changed.
 
     Raises:
-        EnvError: if the build fails; an environment that was there is left in place, working as before.
+        EnvError: if there is no current lock, or the build fails; an environment that was there is left in
+            place, working as before.
     """
     python = os.path.join(folder, "bin", "python")
     wanted = requirements_stamp(extras, torch_index)
+    try:
+        lock = read_lock(extras, wanted["requirements"], torch_index)
+    except LockError as e:
+        raise EnvError(f"{stage}: {e}") from None
+    wanted["lock_sha256"] = sha256_file(lock)
     _finish_interrupted_swap(folder)
     stamp = _read_stamp(folder)
     if stamp is not None:
@@ -105,7 +115,7 @@ def ensure_venv(folder: str, extras: list[str], stage: str, torch_index: str | N
             return python
         why = "requirements changed" if same_python else "its interpreter no longer runs as it was built"
         print(f"[launch] {stage}: {why} since {folder} was built; building a replacement beside it", flush=True)
-    _build_beside(folder, extras, stage, wanted)
+    _build_beside(folder, extras, stage, wanted, lock)
     return python
 
 
@@ -117,16 +127,16 @@ def _read_stamp(folder: str) -> dict | None:
         return None
 
 
-def _build_beside(folder: str, extras: list[str], stage: str, wanted: dict) -> None:
-    """Build the venv at `<folder>.building`, point its scripts at `folder`, then swap it in."""
+def _build_beside(folder: str, extras: list[str], stage: str, wanted: dict, lock: str) -> None:
+    """Build the venv at `<folder>.building` from `lock`, point its scripts at `folder`, then swap it in."""
     start, staging = time.monotonic(), folder + BUILDING
     spec = f"{REPO_ROOT}[{','.join(extras)}]" if extras else REPO_ROOT
-    print(f"[launch] {stage}: creating environment {folder} (pip install -e {spec}); first use takes minutes",
-          flush=True)
+    print(f"[launch] {stage}: creating environment {folder} from {os.path.relpath(lock, REPO_ROOT)} "
+          f"(pip install -e {spec}); first use takes minutes", flush=True)
     shutil.rmtree(staging, ignore_errors=True)                  # what an interrupted build left
     try:
         _run([sys.executable, "-m", "venv", staging], stage, folder)
-        _install(os.path.join(staging, "bin", "python"), spec, stage, folder, wanted["torch_index"])
+        _install(os.path.join(staging, "bin", "python"), spec, stage, folder, wanted["torch_index"], lock)
         _retarget(staging, folder)
         stamp = {**wanted, "python": python_version(os.path.join(staging, "bin", "python"))}
         # The stamp is written last: a replacement without one is unfinished and is never swapped in.
@@ -139,12 +149,13 @@ def _build_beside(folder: str, extras: list[str], stage: str, wanted: dict) -> N
     print(f"[launch] {stage}: environment ready in {time.monotonic() - start:.0f}s", flush=True)
 
 
-def _install(python: str, spec: str, stage: str, folder: str, torch_index: str | None = None) -> None:
-    """pip-install this project with its extras into the venv of `python`; torch from `torch_index` when given
-    (an extra index: its `2.14.1+cu128` ranks above PyPI's `2.14.1` for the same `torch==2.14.1` pin)."""
+def _install(python: str, spec: str, stage: str, folder: str, torch_index: str | None, lock: str) -> None:
+    """pip-install every package of `lock` as pinned, then this project (editable), both without resolving
+    anything anew; torch from `torch_index` when given (the lock pins its build, e.g. `2.14.1+cu126`)."""
+    pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps"]
     index = ["--extra-index-url", torch_index] if torch_index else []
-    _run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *index, "-e", spec], stage,
-         folder)
+    _run([*pip, *index, "-r", lock], stage, folder)
+    _run([*pip, "-e", spec], stage, folder)
 
 
 def _run(command: list[str], stage: str, folder: str) -> None:

@@ -14,6 +14,23 @@ from shards.config import load_config
 
 
 
+@pytest.fixture(autouse=True)
+def locks(tmp_path, monkeypatch):
+    """Locks of the bare project (no extras), from PyPI's torch and from PyTorch's cu126 index, in a folder of
+    the test's own."""
+    from launch import locks
+
+    monkeypatch.setattr(locks, "LOCKS_DIR", str(tmp_path / "locks"))
+    os.makedirs(locks.LOCKS_DIR)
+    requirements = envs.requirements_stamp([])["requirements"]
+    for index in (None, "https://download.pytorch.org/whl/cu126"):
+        report = {"install": [{"metadata": {"name": "PyYAML", "version": "6.0.3"}},
+                              {"metadata": {"name": "qwen-edit-bench", "version": "0.1.0"}}]}
+        with open(locks.lock_path([], index), "w") as f:
+            f.write("\n".join(locks.lock_lines(report, requirements, index)) + "\n")
+    return locks
+
+
 def _installs_fail(monkeypatch, tmp_path) -> None:
     """Make every pip install fail at once, offline: no index and a constraint nothing satisfies."""
     constraint = tmp_path / "impossible.txt"
@@ -28,8 +45,11 @@ def _working_venv(folder, requirements=None) -> str:
     python = os.path.join(folder, "bin", "python")
     version = subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
                              capture_output=True, text=True, check=True).stdout.strip()
-    stamp = {"python": version, "extras": [],
-             "requirements": requirements or sorted(envs.requirements_stamp([])["requirements"])}
+    from launch import locks
+
+    stamp = {"python": version, "extras": [], "torch_index": None,
+             "requirements": requirements or sorted(envs.requirements_stamp([])["requirements"]),
+             "lock_sha256": envs.sha256_file(locks.lock_path([], None))}
     (folder / envs.STAMP_NAME).write_text(json.dumps(stamp))
     (folder / "ours.txt").write_text("installed packages live here")
     return python
@@ -50,7 +70,7 @@ def test_a_failed_rebuild_leaves_the_old_environment_working(tmp_path, monkeypat
         envs.ensure_venv(str(tmp_path / "env"), [], "edit")
     assert (tmp_path / "env" / "ours.txt").exists()
     assert subprocess.run([python, "-c", "print('ok')"], capture_output=True, text=True).stdout == "ok\n"
-    assert sorted(os.listdir(tmp_path)) == ["env", "impossible.txt"]     # no half-built replacement left behind
+    assert sorted(os.listdir(tmp_path)) == ["env", "impossible.txt", "locks"]   # no half-built replacement left
 
 
 def test_every_environment_setting_is_checked_before_any_is_rebuilt(tmp_path, monkeypatch):
@@ -68,7 +88,7 @@ def test_every_environment_setting_is_checked_before_any_is_rebuilt(tmp_path, mo
 def test_a_rebuilt_environment_is_swapped_in_with_its_scripts_pointing_at_its_own_folder(tmp_path, monkeypatch):
     _working_venv(tmp_path / "env", requirements=["an-old-pin==1.0"])
 
-    def install(python, spec, stage, folder, torch_index=None):   # what pip does: scripts naming this python
+    def install(python, spec, stage, folder, torch_index, lock):  # what pip does: scripts naming this python
         script = os.path.join(os.path.dirname(python), "torchrun")
         with open(script, "w") as f:
             f.write(f"#!{python}\nimport sys\nprint(sys.prefix)\n")
@@ -77,7 +97,7 @@ def test_a_rebuilt_environment_is_swapped_in_with_its_scripts_pointing_at_its_ow
     monkeypatch.setattr(envs, "_install", install)
     python = envs.ensure_venv(str(tmp_path / "env"), [], "edit")
     assert python == str(tmp_path / "env" / "bin" / "python")
-    assert sorted(os.listdir(tmp_path)) == ["env"] and not (tmp_path / "env" / "ours.txt").exists()
+    assert sorted(os.listdir(tmp_path)) == ["env", "locks"] and not (tmp_path / "env" / "ours.txt").exists()
     ran = subprocess.run([str(tmp_path / "env" / "bin" / "torchrun")], capture_output=True, text=True)
     assert ran.stdout.strip() == str(tmp_path / "env")
     assert json.loads((tmp_path / "env" / envs.STAMP_NAME).read_text())["requirements"] == \
@@ -91,10 +111,29 @@ def test_a_pytorch_index_for_older_drivers_is_passed_to_pip_and_recorded(tmp_pat
     monkeypatch.setattr(envs, "python_version", lambda python: "3.11.7")
     index = "https://download.pytorch.org/whl/cu126"
     envs.ensure_venv(str(tmp_path / "env"), [], "edit", torch_index=index)
-    (pip,) = [c for c in commands if "pip" in c]
-    assert pip[pip.index("--extra-index-url") + 1] == index
+    from_lock, project = [c for c in commands if "pip" in c]
+    assert from_lock[from_lock.index("--extra-index-url") + 1] == index and "--no-deps" in from_lock
+    assert from_lock[from_lock.index("-r") + 1].endswith("base@cu126.txt") and "-e" in project
     assert json.loads((tmp_path / "env" / envs.STAMP_NAME).read_text())["torch_index"] == index
     # Asked again for the same index, the environment is reused as it is.
     commands.clear()
     envs.ensure_venv(str(tmp_path / "env"), [], "edit", torch_index=index)
     assert commands == []
+
+
+def test_a_missing_stale_or_foreign_lock_is_refused_naming_the_command_that_makes_it(tmp_path, locks):
+    os.remove(locks.lock_path([], None))
+    with pytest.raises(envs.EnvError, match=r"no lock for extras \[\] .*python3 -m launch lock"):
+        envs.ensure_venv(str(tmp_path / "env"), [], "edit")
+    report = {"install": [{"metadata": {"name": "PyYAML", "version": "6.0.3"}}]}
+    with open(locks.lock_path([], None), "w") as f:
+        f.write("\n".join(locks.lock_lines(report, ["pyyaml>=5"], None)) + "\n")   # other requirements
+    with pytest.raises(envs.EnvError, match="older than the requirements in pyproject.toml"):
+        envs.ensure_venv(str(tmp_path / "env"), [], "edit")
+    text = "\n".join(locks.lock_lines(report, envs.requirements_stamp([])["requirements"], None))
+    with open(locks.lock_path([], None), "w") as f:
+        f.write(text.replace(locks.interpreter_tag(), "python 3.9 linux aarch64"))
+    with pytest.raises(envs.EnvError, match="was made for python 3.9 linux aarch64"):
+        envs.ensure_venv(str(tmp_path / "env"), [], "edit")
+    assert not (tmp_path / "env").exists()
+
