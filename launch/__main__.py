@@ -1,7 +1,23 @@
-"""`python3 -m launch --config C [--output-dir D] [--nproc-per-node N] [--categories A B ...] [--limit N]`."""
+"""`python3 -m launch --config C ...` runs a benchmark; `python3 -m launch compare RUN_DIR RUN_DIR... --output D`
+compares scored runs; `python3 -m launch lock --config C` locks the stage environments. See launch.cli,
+launch.compare and launch.locks."""
 
 import sys
 
 from launch.cli import main
 
-sys.exit(main())
+
+def dispatch(argv: list[str]) -> int:
+    """The subcommand named first, or a run."""
+    if argv and argv[0] == "compare":
+        from launch.compare import main as compare
+
+        return compare(argv[1:])
+    if argv and argv[0] == "lock":
+        from launch.locks import main as lock
+
+        return lock(argv[1:])
+    return main(argv)
+
+
+sys.exit(dispatch(sys.argv[1:]))
