@@ -9,6 +9,7 @@ Rank 0 writes `<output-dir>/manifest.json` once every rank has finished.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -17,14 +18,17 @@ from typing import Any
 from torch.distributed.elastic.multiprocessing.errors import record
 
 from edit_stage.speed import check_speed
-from shards.config import RunConfig, load_config, overrides_from_args, stage_argument_parser, to_dict
+from shards.config import (EditConfig, RunConfig, load_config, overrides_from_args, prompt_fields,
+                           stage_argument_parser, to_dict)
 from shards.dataset import ImageCheck, Sample, check_images, derive_seed, load_dataset, select_samples
 from shards.dist import (DistState, Terminated, WorkQueue, all_gather_json, barrier, finish, init_distributed,
                          map_in_parallel, sigterm_raises, teardown)
 from shards.logs import EVERY_RANK, exit_on_input_error, progress, setup_logging
 from shards.identity import check_resumable, run_identity
+from shards.hub import fetch_once
 from shards.record import hub_revision, installed_packages, tool_version
 from shards.resume import ResumeError, begin_attempt, check_restartable, end_attempt, restart
+from shards.runlock import release, take_for_stage
 from shards.store import MANIFEST_NAME, ShardWriter, package_versions, read_parts, shard_problem, write_manifest
 
 
@@ -43,8 +47,9 @@ class Plan:
 def plan_run(config: RunConfig, restart_requested: bool) -> Plan:
     """Validate the dataset and every selected image, and refuse an output folder of a different run."""
     # Missing images pass the line checks here so that check_images reports them with the undecodable ones.
-    samples = load_dataset(config.dataset.path, categories=list(config.score.prompts), allow_missing_images=True)
-    samples = select_samples(samples, config.dataset.categories, config.dataset.limit)
+    samples = load_dataset(config.dataset.path, categories=prompt_fields(config), allow_missing_images=True)
+    samples = select_samples(samples, config.dataset.categories, config.dataset.limit,
+                             where=config.dataset.where)
     check_speed(config.edit, config.source)
     images = check_images(samples, config.dataset.path, skip_unreadable=config.dataset.skip_unreadable_images)
     if restart_requested:
@@ -112,7 +117,7 @@ def edit_share(config: RunConfig, state: DistState, todo: list[Sample], plan: Pl
 
     queue = WorkQueue(len(todo), state, "edit")
     start = time.perf_counter()
-    pipe = load_pipeline(config.edit, state.device)
+    pipe = load_pipeline(fetched(config, state, log), state.device)
     loaded, busy, done = time.perf_counter() - start, 0.0, 0
     root = os.path.dirname(config.dataset.path)
     writer = ShardWriter(config.output_dir, state.rank, state.world_size, config.edit.samples_per_shard)
@@ -131,6 +136,15 @@ def edit_share(config: RunConfig, state: DistState, todo: list[Sample], plan: Pl
             bar.update(1)
     return {"parts": writer.parts, "rank": state.rank, "samples": done, "busy_s": round(busy, 3),
             "load_s": round(loaded, 3)}
+
+
+def fetched(config: RunConfig, state: DistState, log) -> EditConfig:
+    """The edit settings with a hub checkpoint, and hub LoRA adapters, replaced by their local snapshots, fetched
+    by one rank per cache while the others wait."""
+    shared = config.distributed.shared_hub_cache
+    model = fetch_once(config.edit.model, state, shared, log, "editor")
+    lora = [dataclasses.replace(a, path=fetch_once(a.path, state, shared, log, "LoRA")) for a in config.edit.lora]
+    return dataclasses.replace(config.edit, model=model, lora=lora)
 
 
 def build_manifest(config: RunConfig, plan: Plan, parts: list[dict], attempts: list[dict],
@@ -191,7 +205,10 @@ def main(argv: list[str] | None = None) -> None:
         config = load_config(args.config, overrides_from_args(args))
         plan = plan_run(config, args.restart)
         state = init_distributed(config.distributed.device, config.distributed.timeout_s)
+    run_id = None
     try:
+        with exit_on_input_error():
+            run_id = take_for_stage(config.output_dir, "edit")
         log = setup_logging("edit", state, config.output_dir)
         with exit_on_input_error():
             trusted = resume_point(config, state, plan, args.restart, log)
@@ -228,4 +245,6 @@ def main(argv: list[str] | None = None) -> None:
         log.warning("%s; finished images are kept in closed shard parts", e, extra=EVERY_RANK)
         raise SystemExit(143) from None
     finally:
+        if run_id and state.is_main:
+            release(config.output_dir, run_id)
         teardown()

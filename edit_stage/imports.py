@@ -18,13 +18,14 @@ import numpy as np
 import torch
 
 from edit_stage.cli import Plan, build_manifest, edited_entries, resume_point
-from shards.config import load_config, overrides_from_args, stage_argument_parser
+from shards.config import load_config, overrides_from_args, prompt_fields, stage_argument_parser
 from shards.dataset import DatasetError, check_images, list_problems, load_dataset, open_image, select_samples
 from shards.dist import DistState
 from shards.edits import edits_identity, find_edits
 from shards.identity import check_resumable
 from shards.logs import EVERY_RANK, exit_on_input_error, setup_logging
 from shards.resume import begin_attempt, check_restartable, end_attempt
+from shards.runlock import release, take_for_stage
 from shards.store import MANIFEST_NAME, ShardWriter, sha256_file, write_manifest
 
 
@@ -52,8 +53,9 @@ def check_edits(edits: dict[str, str]) -> None:
 
 def plan_import(config, source: str, restart_requested: bool):
     """The selected samples, their originals checked, their edits found and decoded, the folder checked."""
-    every = load_dataset(config.dataset.path, categories=list(config.score.prompts), allow_missing_images=True)
-    samples = select_samples(every, config.dataset.categories, config.dataset.limit)
+    every = load_dataset(config.dataset.path, categories=prompt_fields(config), allow_missing_images=True)
+    samples = select_samples(every, config.dataset.categories, config.dataset.limit,
+                             where=config.dataset.where)
     images = check_images(samples, config.dataset.path, skip_unreadable=config.dataset.skip_unreadable_images)
     usable = [s.id for s in samples if s.id not in images.failed]
     found = find_edits(source, usable, [s.id for s in every])
@@ -96,6 +98,15 @@ def main(argv: list[str] | None = None) -> None:
     with exit_on_input_error():
         config = load_config(args.config, overrides_from_args(args))
         plan, edits, identity = plan_import(config, args.edits, args.restart)
+        run_id = take_for_stage(config.output_dir, "import")
+    try:
+        import_run(config, args, plan, edits, identity, start)
+    finally:
+        release(config.output_dir, run_id)
+
+
+def import_run(config, args, plan: Plan, edits: dict, identity: dict, start: float) -> None:
+    """Resume from verified parts, import the rest, write the manifest (a world of one)."""
     state = DistState(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
     log = setup_logging("import", state, config.output_dir)
     for note in plan.notes:

@@ -38,6 +38,9 @@ def load_pipeline(cfg: EditConfig, device: torch.device):
                          f"{index.get('_class_name')}; use QwenImageEditPlusPipeline for -2509/-2511 checkpoints, "
                          "QwenImageEditPipeline otherwise")
     dtype = DTYPES[cfg.dtype]
+    # Loading bars of every rank would only tear each other apart on the console; the stage shows its own.
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
     components = {name: _load_component(cfg, name, index[name], dtype, device) for name in WEIGHTED}
     # torch_dtype, not dtype: diffusers 0.39 ignores dtype= (0.42 only deprecates torch_dtype=).
     # use_safetensors=True: with the default (None) diffusers falls back to pickled .bin weights.

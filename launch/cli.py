@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import hashlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 
+from launch.console import Console
 from launch.envs import EnvError, ensure_venv, existing_interpreter, requirements_stamp
-from launch.stages import StageFailed, run_stage, torchrun_command
+from launch.stages import Rendezvous, StageFailed, run_jobs, start_job, torchrun_command
+from shards.events import CONSOLE_ENV, RUN_ID_ENV
+from shards.runlock import acquire, new_run_id, release
 
 STAGES = ("edit", "score")
 
@@ -35,6 +40,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--edits", metavar="SOURCE",
                         help="score edits made elsewhere instead of running the editor: a folder of "
                              "<id>.png/.jpg/.webp, or a JSONL of {\"id\": ..., \"edited\": path} lines")
+    parser.add_argument("--judge-gpus", type=int, metavar="K",
+                        help="judge on K of this node's GPUs while the edit stage runs on the others, each shard "
+                             "part judged as soon as it is written (default: the stages one after the other)")
+    nodes = parser.add_argument_group("several nodes (every node runs the same command on one shared output folder)")
+    nodes.add_argument("--nnodes", type=int, default=1, help="number of nodes (default 1)")
+    nodes.add_argument("--node-rank", type=int, help="this node's rank, 0..nnodes-1: a static rendezvous hosted by "
+                                                     "node 0 (default: the elastic c10d rendezvous numbers the "
+                                                     "nodes as they join)")
+    nodes.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="where the nodes meet, the same on every node: "
+                                                                    "node 0's host with --node-rank (the score "
+                                                                    "stage uses PORT+1), else the c10d endpoint")
+    nodes.add_argument("--rdzv-id", help="a name for the run, the same on every node (default: from the output "
+                                         "folder)")
     parser.add_argument("--restart", nargs="?", const="edit", choices=STAGES,
                         help="start over instead of resuming: 'edit' (the default) discards the output folder's "
                              "edits and scores, 'score' only its scores")
@@ -53,35 +71,79 @@ def main(argv: list[str] | None = None) -> int:
     """Check, prepare, run both stages, print the table; returns the exit status."""
     args = parse_args(argv)
     # Without this, SIGTERM would end the launcher alone, and torchrun and its ranks (in a session of their own,
-    # see run_stage) would run on until they died of a broken pipe.
+    # see start_job) would run on until they died of a broken pipe.
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        from shards.config import ConfigError, load_config, overrides_from_args
+        from shards.config import ConfigError, load_config, overrides_from_args, prompt_fields
         from shards.dataset import DatasetError, load_dataset, select_samples
         from shards.resume import ResumeError
     except ImportError as e:
         print(f"error: the launcher needs PyYAML in this Python ({sys.executable}): {e}", file=sys.stderr)
         return 2
     try:
+        check_launch_args(args)
         overrides = overrides_from_args(args)
         if args.nproc_per_node is not None:
             overrides["distributed.nproc_per_node"] = args.nproc_per_node
         config = load_config(args.config, overrides)
-        samples = load_dataset(config.dataset.path, categories=list(config.score.prompts),
+        split_ranks(config.distributed.nproc_per_node, args.judge_gpus)
+        samples = load_dataset(config.dataset.path, categories=prompt_fields(config),
                                allow_missing_images=config.dataset.skip_unreadable_images)
-        selected = select_samples(samples, config.dataset.categories, config.dataset.limit)
+        selected = select_samples(samples, config.dataset.categories, config.dataset.limit,
+                                  where=config.dataset.where)
+        rendezvous = Rendezvous(args.nnodes, args.node_rank, args.rdzv_endpoint,
+                                args.rdzv_id or default_run_id(config.output_dir))
+        # The nodes of one run share its lock through the run id; a single node's run has an id of its own.
+        # Preparing the environments writes nothing into the output folder: no lock.
+        run_id = None if args.prepare_only else rendezvous.run_id if args.nnodes > 1 else new_run_id()
+        for message in acquire(config.output_dir, run_id) if run_id else []:
+            print(f"[launch] {message}", flush=True)
+    except (ConfigError, DatasetError, ResumeError) as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 2
+    try:
         check_output_folder(config, args.restart, args.edits, samples, selected)
         pythons = prepare_environments(config)
+        return run(config, pythons, args, rendezvous, run_id, len(selected), len(samples))
     except (ConfigError, DatasetError, ResumeError, EnvError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
+    finally:
+        if run_id:
+            release(config.output_dir, run_id)
+
+
+def check_launch_args(args: argparse.Namespace) -> None:
+    """Refuse option combinations that cannot work, before anything is read."""
+    from shards.config import ConfigError
+
+    if args.nnodes < 1:
+        raise ConfigError(f"--nnodes {args.nnodes}: must be at least 1")
+    if args.nnodes > 1 and not args.rdzv_endpoint:
+        raise ConfigError("--nnodes > 1 needs --rdzv-endpoint HOST:PORT, the same on every node")
+    if args.rdzv_endpoint and not args.rdzv_endpoint.rpartition(":")[2].isdigit():
+        raise ConfigError(f"--rdzv-endpoint {args.rdzv_endpoint}: expected HOST:PORT")
+    if args.node_rank is not None and not 0 <= args.node_rank < args.nnodes:
+        raise ConfigError(f"--node-rank {args.node_rank}: must be in 0..{args.nnodes - 1}")
+    if args.judge_gpus is not None and args.judge_gpus < 1:
+        raise ConfigError(f"--judge-gpus {args.judge_gpus}: must be at least 1")
+
+
+def default_run_id(output_dir: str) -> str:
+    """The same on every node that writes into the same output folder."""
+    return "qeb-" + hashlib.sha256(os.path.abspath(output_dir).encode()).hexdigest()[:12]
+
+
+def run(config, pythons: dict[str, str], args: argparse.Namespace, rendezvous: Rendezvous, run_id: str | None,
+        selected: int, total: int) -> int:
+    """Run the stages and print the table; returns the exit status."""
     for stage, python in pythons.items():
         print(f"[launch] {stage} environment: {python} ({describe_env(python)})", flush=True)
     if args.prepare_only:
         return 0
-    print(f"[launch] {len(selected)} of {len(samples)} samples selected; output: {config.output_dir}", flush=True)
+    print(f"[launch] {selected} of {total} samples selected; output: {config.output_dir}", flush=True)
     try:
-        run_both(config, pythons, args)
+        run_both(config, pythons, args, rendezvous, run_id)
     except StageFailed as e:
         print(f"\n[launch] error: {e}", file=sys.stderr, flush=True)
         return 1
@@ -90,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n[launch] {why}; the stages were stopped, and their finished work is kept: run the same command "
               "again to resume", file=sys.stderr, flush=True)
         return 143 if isinstance(e, Terminated) else 130
+    if args.nnodes > 1 and not os.path.isfile(os.path.join(config.output_dir, "report.md")):
+        print("[launch] node done; the report is written by the node of global rank 0", flush=True)
+        return 0
     print_summary(config.output_dir)
     return 0
 
@@ -119,11 +184,11 @@ def check_output_folder(config, restart: str | None, edits: str | None, samples:
         check_restartable(config.output_dir, restart)
 
 
-def prepare_environments(config) -> dict[str, str]:
-    """Both stages' interpreters. Every stage's setting is checked first (an interpreter path, a conda name, a
-    venv's extras), so that a mistake in one stops the launch before any environment is built or rebuilt; then
-    missing venvs are built side by side (pip mostly waits on disk)."""
-    envs = {stage: getattr(config, stage).env for stage in STAGES}
+def prepare_environments(config, stages: tuple[str, ...] = STAGES) -> dict[str, str]:
+    """The stages' interpreters (both, by default). Every stage's setting is checked first (an interpreter path, a
+    conda name, a venv's extras), so that a mistake in one stops the launch before any environment is built or
+    rebuilt; then missing venvs are built side by side (pip mostly waits on disk)."""
+    envs = {stage: getattr(config, stage).env for stage in stages}
     pythons = {stage: existing_interpreter(env, stage) for stage, env in envs.items()}
     for stage, env in envs.items():
         try:
@@ -131,8 +196,8 @@ def prepare_environments(config) -> dict[str, str]:
                 requirements_stamp(env.extras, env.torch_index)
         except EnvError as e:
             raise EnvError(f"{stage}.env.extras: {e}") from None
-    to_build = [stage for stage in STAGES if pythons[stage] is None]
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(STAGES)) as pool:
+    to_build = [stage for stage in stages if pythons[stage] is None]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(stages)) as pool:
         futures = {stage: pool.submit(ensure_venv, envs[stage].venv, envs[stage].extras, stage,
                                       envs[stage].torch_index) for stage in to_build}
         pythons.update({stage: future.result() for stage, future in futures.items()})
@@ -149,9 +214,9 @@ def describe_env(python: str) -> str:
     return ", ".join(done.stdout.split("\n")).strip(", ") if done.returncode == 0 else done.stderr.strip()
 
 
-def run_both(config, pythons: dict[str, str], args: argparse.Namespace) -> None:
+def run_both(config, pythons: dict[str, str], args: argparse.Namespace, rendezvous: Rendezvous, run_id: str) -> None:
     """The edit job (or the import of brought edits), then the score job on its output, each with its own
-    interpreter."""
+    interpreter; with `--judge-gpus K`, both at once, the judge on K GPUs following the edits as they land."""
     stage_args = ["--config", config.source, "--output-dir", config.output_dir]
     if args.categories:
         stage_args += ["--categories", *args.categories]
@@ -161,21 +226,57 @@ def run_both(config, pythons: dict[str, str], args: argparse.Namespace) -> None:
         stage_args += ["--set", setting]
     logs = os.path.join(config.output_dir, "logs")
     os.makedirs(logs, exist_ok=True)
+    node = f"node{args.node_rank if args.node_rank is not None else socket.gethostname()}"
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    with open(os.path.join(logs, f"launch-{stamp}.log"), "ab") as log_file:
+    ranks = split_ranks(config.distributed.nproc_per_node, args.judge_gpus)
+    console = Console(sys.stdout.buffer, tty=sys.stdout.isatty())
+    # The ranks write progress events instead of bars; a library's own bar (the hub client's download, on the one
+    # rank that fetches) is redrawn at most every 10 s, each frame a line of the console.
+    env = {RUN_ID_ENV: run_id, CONSOLE_ENV: "events", "TQDM_MININTERVAL": "10"}
+    with open(os.path.join(logs, f"launch-{node}-{stamp}.log"), "ab") as log_file:
+        jobs = []
         for stage in STAGES:
-            log_dir = os.path.join(logs, f"torchrun-{stage}-{stamp}")
+            log_dir = os.path.join(logs, f"torchrun-{stage}-{node}-{stamp}")
             # Restarting the edit stage also removes the scores computed from its edits.
             restart = ["--restart"] if stage == args.restart else []
+            follow = ["--follow-edits"] if stage == "score" and args.judge_gpus else []
             if stage == "edit" and args.edits:   # one process, no model: brought edits become shards
                 command = [pythons[stage], "-m", "edit_stage.imports", *stage_args, *restart,
                            "--edits", os.path.abspath(args.edits)]
             else:
-                command = torchrun_command(pythons[stage], stage, config.distributed.nproc_per_node, log_dir,
-                                           stage_args + restart)
+                command = torchrun_command(pythons[stage], stage, ranks[stage], log_dir,
+                                           stage_args + restart + follow, rendezvous)
             print(f"[launch] {stage} stage: {' '.join(command)}", flush=True)
-            seconds = run_stage(stage, command, log_dir, log_file, config.distributed.stage_timeout_s)
-            print(f"[launch] {stage} stage done in {seconds:.1f}s", flush=True)
+            jobs.append(start_job(stage, command, log_dir, {**env, **gpu_env(config, ranks, stage, args.judge_gpus)}))
+            if not args.judge_gpus:
+                seconds = run_jobs(jobs, console, log_file, config.distributed.stage_timeout_s)
+                print(f"[launch] {stage} stage done in {seconds[stage]:.1f}s", flush=True)
+                jobs = []
+        if jobs:
+            for stage, seconds in run_jobs(jobs, console, log_file, config.distributed.stage_timeout_s).items():
+                print(f"[launch] {stage} stage done in {seconds:.1f}s", flush=True)
+
+
+def split_ranks(nproc: int, judge_gpus: int | None) -> dict[str, int]:
+    """Ranks per stage on this node: all for each stage in turn, or nproc - K editing and K judging at once."""
+    if not judge_gpus:
+        return {"edit": nproc, "score": nproc}
+    if judge_gpus >= nproc:
+        from shards.config import ConfigError
+
+        raise ConfigError(f"--judge-gpus {judge_gpus}: leave at least one of the node's {nproc} GPUs (ranks) "
+                          "to the edit stage")
+    return {"edit": nproc - judge_gpus, "score": judge_gpus}
+
+
+def gpu_env(config, ranks: dict[str, int], stage: str, judge_gpus: int | None) -> dict[str, str]:
+    """With the GPUs split between the stages, each stage sees only its own (CUDA_VISIBLE_DEVICES)."""
+    if not judge_gpus or config.distributed.device == "cpu":
+        return {}
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    devices = visible.split(",") if visible else [str(i) for i in range(ranks["edit"] + ranks["score"])]
+    mine = devices[: ranks["edit"]] if stage == "edit" else devices[ranks["edit"]: ranks["edit"] + ranks["score"]]
+    return {"CUDA_VISIBLE_DEVICES": ",".join(mine)}
 
 
 def print_summary(output_dir: str) -> None:

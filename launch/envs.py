@@ -10,6 +10,7 @@ failed rebuild (an unreachable package index, say) leaves the working environmen
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -98,13 +99,22 @@ def ensure_venv(folder: str, extras: list[str], stage: str, torch_index: str | N
         EnvError: if there is no current lock, or the build fails; an environment that was there is left in
             place, working as before.
     """
-    python = os.path.join(folder, "bin", "python")
     wanted = requirements_stamp(extras, torch_index)
     try:
         lock = read_lock(extras, wanted["requirements"], torch_index)
     except LockError as e:
         raise EnvError(f"{stage}: {e}") from None
     wanted["lock_sha256"] = sha256_file(lock)
+    # Nodes of one run sharing the repository's folder build an environment once: the first builds, the others
+    # wait here and then find it ready.
+    os.makedirs(os.path.dirname(os.path.abspath(folder)), exist_ok=True)
+    with open(folder + ".lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        return _ensure_locked(folder, extras, stage, wanted, lock)
+
+
+def _ensure_locked(folder: str, extras: list[str], stage: str, wanted: dict, lock: str) -> str:
+    python = os.path.join(folder, "bin", "python")
     _finish_interrupted_swap(folder)
     stamp = _read_stamp(folder)
     if stamp is not None:
@@ -113,7 +123,7 @@ def ensure_venv(folder: str, extras: list[str], stage: str, torch_index: str | N
         same_python = _minor(python_version(python)) == _minor(stamp.get("python"))
         if same_python and all(stamp.get(k) == v for k, v in wanted.items()):
             return python
-        why = "requirements changed" if same_python else "its interpreter no longer runs as it was built"
+        why = "requirements or lock changed" if same_python else "its interpreter no longer runs as it was built"
         print(f"[launch] {stage}: {why} since {folder} was built; building a replacement beside it", flush=True)
     _build_beside(folder, extras, stage, wanted, lock)
     return python

@@ -1,4 +1,5 @@
-"""Running one stage as a torchrun job with its environment's interpreter, streaming its output live.
+"""Running the stages' jobs with their environments' interpreters, streaming their output live through the
+console, one after the other or side by side.
 
 When a stage fails, the launcher names it and shows the failing rank's error and traceback, read from the
 error files that torchrun's `record` decorator writes for each rank.
@@ -14,71 +15,106 @@ import re
 import select
 import signal
 import subprocess
-import sys
 import time
+from dataclasses import dataclass, field
 
 from shards.config import REPO_ROOT
 
 
 class StageFailed(RuntimeError):
-    """A stage's torchrun job ended with a nonzero status or ran past its time limit."""
+    """A stage's job ended with a nonzero status or ran past its time limit."""
 
 
-def torchrun_command(python: str, stage: str, nproc: int, log_dir: str, stage_args: list[str]) -> list[str]:
-    """`python -m torch.distributed.run --standalone ... -m <stage>_stage ...` (standalone: a free local port)."""
-    return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-            f"--log-dir={log_dir}", "-m", f"{stage}_stage", *stage_args]
+@dataclass(frozen=True)
+class Rendezvous:
+    """How this node's torchrun jobs meet the other nodes': none (one node, `--standalone`); with `--node-rank`,
+    torchrun's static rendezvous at the endpoint (node 0 hosts it; the score job one port above the edit job's,
+    so that a node still leaving the edit job never meets the score job); without it, the elastic c10d rendezvous,
+    which numbers the nodes as they join and keeps the stages apart by the rendezvous id."""
+
+    nnodes: int = 1
+    node_rank: int | None = None
+    endpoint: str | None = None
+    run_id: str | None = None
+
+    def torchrun_args(self, stage: str) -> list[str]:
+        if self.nnodes == 1 and self.endpoint is None:
+            return ["--standalone"]
+        if self.node_rank is not None:
+            host, _, port = self.endpoint.rpartition(":")
+            port = int(port) + (stage == "score")
+            return [f"--nnodes={self.nnodes}", f"--node-rank={self.node_rank}", f"--master-addr={host}",
+                    f"--master-port={port}"]
+        return [f"--nnodes={self.nnodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={self.endpoint}",
+                f"--rdzv-id={self.run_id}-{stage}"]
 
 
-def run_stage(stage: str, command: list[str], log_dir: str, log_file, timeout_s: int | None) -> float:
-    """Run one stage's job to the end, copying its output to the terminal and `log_file` as it comes.
+def torchrun_command(python: str, stage: str, nproc: int, log_dir: str, stage_args: list[str],
+                     rendezvous: Rendezvous = Rendezvous()) -> list[str]:
+    """`python -m torch.distributed.run ... -m <stage>_stage ...`; `--tee 3` keeps every rank's output in its own
+    file under `log_dir` and prefixes each line on the console with the rank."""
+    return [python, "-m", "torch.distributed.run", *rendezvous.torchrun_args(stage), f"--nproc-per-node={nproc}",
+            f"--log-dir={log_dir}", "--tee=3", "-m", f"{stage}_stage", *stage_args]
 
-    Returns:
-        The stage's wall time in seconds.
 
-    Raises:
-        StageFailed: with the stage, the exit status and the failing rank's error.
-    """
-    env = {**os.environ, "PYTHONUNBUFFERED": "1",
+@dataclass
+class Job:
+    """One stage's job, running."""
+
+    stage: str
+    command: list[str]
+    log_dir: str
+    proc: subprocess.Popen
+    started: float
+    tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=64))
+
+
+def start_job(stage: str, command: list[str], log_dir: str, env: dict[str, str]) -> Job:
+    """Start a stage's command in a session of its own (so a timeout or Ctrl-C stops it with every rank)."""
+    env = {**os.environ, **env, "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)}
-    start = time.monotonic()
-    # A session of its own, so that a timeout or Ctrl-C can stop torchrun together with every rank.
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env,
                             start_new_session=True)
-    tail: collections.deque[bytes] = collections.deque(maxlen=64)
+    return Job(stage, command, log_dir, proc, time.monotonic())
+
+
+def run_jobs(jobs: list[Job], console, log_file, timeout_s: int | None) -> dict[str, float]:
+    """Stream the jobs' output through `console` (and raw into `log_file`) until all end.
+
+    Returns:
+        Each stage's wall time in seconds.
+
+    Raises:
+        StageFailed: with the stage, the exit status and the failing rank's error, once any job fails or runs past
+            `timeout_s`; the other jobs are stopped first.
+    """
+    running, seconds = {job.proc.stdout.fileno(): job for job in jobs}, {}
     try:
-        timed_out = _stream(proc, log_file, None if timeout_s is None else start + timeout_s, tail)
-    except BaseException:
-        _stop(proc)
-        raise
-    if timed_out:
-        _stop(proc)
-        raise StageFailed(f"{stage} stage ran past its time limit of {timeout_s}s and was stopped")
-    if proc.returncode != 0:
-        errors = _rank_errors(log_dir) or _root_cause(b"".join(tail).decode("utf-8", "replace"))
-        raise StageFailed(f"{stage} stage failed (exit status {proc.returncode}){errors}")
-    return time.monotonic() - start
-
-
-def _stream(proc: subprocess.Popen, log_file, deadline: float | None, tail: collections.deque) -> bool:
-    """Copy raw output bytes (tqdm's carriage returns included) until the process ends, keeping the last chunks
-    in `tail`; True if timed out."""
-    fd = proc.stdout.fileno()
-    while True:
-        if deadline is not None and time.monotonic() > deadline:
-            return True
-        ready, _, _ = select.select([fd], [], [], 1.0)
-        if not ready:
-            continue
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            proc.wait()
-            return False
-        tail.append(chunk)
-        sys.stdout.buffer.write(chunk)
-        sys.stdout.buffer.flush()
-        log_file.write(chunk)
-        log_file.flush()
+        while running:
+            late = [j for j in running.values() if timeout_s is not None and time.monotonic() - j.started > timeout_s]
+            if late:
+                raise StageFailed(f"{late[0].stage} stage ran past its time limit of {timeout_s}s and was stopped")
+            ready, _, _ = select.select(list(running), [], [], 1.0)
+            for fd in ready:
+                job = running[fd]
+                chunk = os.read(fd, 65536)
+                if chunk:
+                    job.tail.append(chunk)
+                    console.feed(chunk, job.stage)
+                    log_file.write(chunk)
+                    log_file.flush()
+                    continue
+                job.proc.wait()
+                console.close(job.stage)
+                del running[fd]
+                if job.proc.returncode != 0:
+                    errors = _rank_errors(job.log_dir) or _root_cause(b"".join(job.tail).decode("utf-8", "replace"))
+                    raise StageFailed(f"{job.stage} stage failed (exit status {job.proc.returncode}){errors}")
+                seconds[job.stage] = time.monotonic() - job.started
+    finally:
+        for job in jobs:
+            _stop(job.proc)
+    return seconds
 
 
 def _stop(proc: subprocess.Popen) -> None:

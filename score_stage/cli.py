@@ -14,31 +14,38 @@ import os
 import time
 from typing import Any
 
-from PIL import Image
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from shards.config import RunConfig, load_config, overrides_from_args, stage_argument_parser, to_dict
+from score_stage.follow import follow_edits
+from score_stage.judging import Judging, chunked, edited_image, recorded_judgements
+
+from shards.config import (RunConfig, load_config, overrides_from_args, prompt_fields, stage_argument_parser,
+                           to_dict)
 from shards.dataset import DatasetError, open_image, select_samples
-from shards.dist import (DistState, WorkQueue, all_gather_json, barrier, finish, init_distributed, map_in_parallel,
-                         teardown)
-from shards.journal import JournalWriter, journal_path, journal_paths, read_journals
-from shards.logs import EVERY_RANK, exit_on_input_error, progress, setup_logging
+from shards.dist import DistState, all_gather_json, barrier, finish, init_distributed, map_in_parallel, teardown
+from shards.logs import EVERY_RANK, exit_on_input_error, setup_logging
 from shards.identity import check_resumable, run_identity
 from shards.resume import begin_attempt, check_restartable, end_attempt, restart
+from shards.runlock import release, take_for_stage
 from shards.record import hub_revision, installed_packages, judging_record, tool_version
-from shards.store import (REPORT_NAMES, ShardError, package_versions, read_image, read_manifest, sha256_file,
+from shards.store import (REPORT_NAMES, ShardError, package_versions, read_manifest, sha256_file,
                           shard_problem)
 
 
 def selected_entries(config: RunConfig, manifest: dict[str, Any]) -> list[dict[str, Any]]:
     """The manifest samples this run reports on; each must have judge prompts. Checked before any model loads."""
     entries = select_samples(manifest["samples"], config.dataset.categories, config.dataset.limit,
-                             category_of=lambda entry: entry["category"])
-    key = config.score.human_score_key
+                             category_of=lambda entry: entry["category"], where=config.dataset.where,
+                             extra_of=lambda entry: entry.get("extra", {}))
+    key, fields = config.score.human_score_key, prompt_fields(config)
     for entry in entries:
         if entry["category"] not in config.score.prompts:
             raise DatasetError(f"sample '{entry['id']}' of the manifest has category '{entry['category']}', "
                                f"which has no judge prompts in {config.source} (score.prompts)")
+        missing = [f for f in fields[entry["category"]] if entry.get("extra", {}).get(f) is None]
+        if missing:
+            raise DatasetError(f"sample '{entry['id']}' of the manifest has no field '{missing[0]}', which the "
+                               f"judge prompts of category '{entry['category']}' use ({{extra[{missing[0]}]}})")
         human = entry.get("extra", {}).get(key)
         if human is not None and (isinstance(human, bool) or not isinstance(human, (int, float))):
             raise DatasetError(f"sample '{entry['id']}': '{key}' (score.human_score_key) must be a number, "
@@ -84,28 +91,6 @@ def _input_problem(config: RunConfig, manifest: dict, kind: str, item: dict) -> 
     return None
 
 
-def resume_point(config: RunConfig, state: DistState, entries: list[dict], restart_requested: bool,
-                 log) -> dict[str, dict]:
-    """Start over if asked (rank 0), then return the recorded judgements still valid for this run's entries.
-
-    A judgement is reused only for the same edited pixels (the manifest's digest): an image edited again after
-    a restart of the edit stage is judged again.
-    """
-    if restart_requested and state.is_main:
-        removed = restart(config.output_dir, "score")
-        log.info("--restart: removed %s", ", ".join(removed) or "nothing (the folder had no judgements)")
-    barrier()  # nobody reads the journals while rank 0 removes them
-    recorded = read_journals(journal_paths(config.output_dir, "score"))
-    for line in recorded.skipped:
-        log.warning("ignoring %s: that sample is judged again", line)
-    pixels = {e["id"]: e["sha256"] for e in entries if e["status"] == "ok"}
-    judged: dict[str, dict] = {}
-    for result in recorded.records:
-        if result.get("id") in pixels and pixels[result["id"]] == result.get("image_sha256"):
-            judged.setdefault(result["id"], result)
-    return judged
-
-
 def ensure_tiny_judge(config: RunConfig, state: DistState) -> None:
     """Demo and tests: rank 0 builds the tiny random-weight judge if it is missing; the others wait."""
     cfg = config.score
@@ -114,75 +99,6 @@ def ensure_tiny_judge(config: RunConfig, state: DistState) -> None:
 
         build_tiny_judge(cfg.model, moe=True)
     barrier()
-
-
-def judge_share(config: RunConfig, manifest: dict, state: DistState, todo: list[dict], log) -> dict[str, Any]:
-    """Judge chunks of `batch_size` samples from the shared queue until none is left: one query per sample and
-    dimension, batched within the chunk. A rank that finishes a chunk takes the next one nobody has. The chunks,
-    and so the batches, are the same whichever rank takes them and however many ranks run, so the scores are
-    too (a batch's padding can move a score in its last digits). A sample is recorded in the rank's journal, and
-    its line printed, as soon as all its dimensions are answered.
-
-    Returns:
-        This rank's results, samples judged, busy and load seconds.
-    """
-    from score_stage.judge import Judge, batches_with_backoff
-    from score_stage.results import describe, sample_result
-
-    size = config.score.batch_size
-    chunks = [todo[i: i + size] for i in range(0, len(todo), size)]
-    queue = WorkQueue(len(chunks), state, "score")
-    start = time.perf_counter()
-    judge, prompts = Judge(config.score, state.device), config.score.prompts
-    loaded = time.perf_counter() - start
-
-    def ask(batch: list[tuple[dict, str]]) -> list[dict]:
-        asked = [(e, prompts[e["category"]].dimensions[name]) for e, name in batch]
-        return judge.ask([(e, dim, _images(config, manifest, e, dim.images)) for e, dim in asked])
-
-    def on_retry(failed: int, smaller: int) -> None:
-        log.warning("out of GPU memory judging %d queries at once; retrying with batch size %d", failed, smaller,
-                    extra=EVERY_RANK)
-
-    answers: dict[str, dict[str, dict]] = {}
-    seconds: dict[str, float] = {}
-    results, busy = [], 0.0
-    path = journal_path(config.output_dir, "score", state.rank, state.world_size)
-    with JournalWriter(path) as journal, progress(state, "score", "judged", len(todo)) as bar:
-        for position in queue:
-            queries = [(entry, name) for entry in chunks[position] for name in prompts[entry["category"]].dimensions]
-            begin = time.perf_counter()
-            for batch, batch_answers in batches_with_backoff(queries, size, ask, on_retry):
-                share, finished = (time.perf_counter() - begin) / len(batch), []
-                for (entry, name), answer in zip(batch, batch_answers):
-                    answers.setdefault(entry["id"], {})[name] = answer
-                    seconds[entry["id"]] = seconds.get(entry["id"], 0.0) + share
-                    category = prompts[entry["category"]]
-                    if len(answers[entry["id"]]) == len(category.dimensions):
-                        finished.append(sample_result(entry, answers.pop(entry["id"]), category.combine,
-                                                      rank=state.rank, world_size=state.world_size,
-                                                      seconds=seconds.pop(entry["id"])))
-                journal.append(finished)
-                for result in finished:
-                    log.info("%s", describe(result), extra=EVERY_RANK)
-                results.extend(finished)
-                bar.update(len(finished))
-                busy += time.perf_counter() - begin
-                begin = time.perf_counter()
-    return {"results": results, "rank": state.rank, "samples": len(results), "busy_s": round(busy, 3),
-            "load_s": round(loaded, 3)}
-
-
-def _edited(config: RunConfig, entry: dict[str, Any]) -> Image.Image:
-    return Image.fromarray(read_image(config.output_dir, entry).numpy(), mode="RGB")
-
-
-def _images(config: RunConfig, manifest: dict, entry: dict[str, Any], shown: str) -> list[Image.Image]:
-    """What the judge sees for one query: the edited image, after the original when the dimension asks for it."""
-    edited = _edited(config, entry)
-    if shown == "edited":
-        return [edited]
-    return [open_image(_original_path(manifest, entry)), edited]
 
 
 def make_thumbnails(config: RunConfig, manifest: dict, entries: list[dict], state: DistState) -> dict[str, dict]:
@@ -197,7 +113,7 @@ def make_thumbnails(config: RunConfig, manifest: dict, entries: list[dict], stat
             original_uri = thumbnail(open_image(_original_path(manifest, entry)))
         except (OSError, SyntaxError, ValueError):
             original_uri = None
-        edited_uri = thumbnail(_edited(config, entry)) if entry["status"] == "ok" else None
+        edited_uri = thumbnail(edited_image(config, entry)) if entry["status"] == "ok" else None
         return {"original": original_uri, "edited": edited_uri}
 
     return dict(zip((e["id"] for e in entries), map_in_parallel(entries, pair, state)))
@@ -248,45 +164,87 @@ def run_record(config: RunConfig, manifest: dict) -> dict[str, Any]:
 
 @record
 def main(argv: list[str] | None = None) -> None:
-    """Load config and manifest, join the job, verify shards, resume, judge the rest, gather, write the report."""
+    """Load config and manifest, join the job, verify shards, resume, judge the rest, gather, write the report;
+    with --follow-edits, judge the edits as they land and read the manifest once it is complete."""
     start = time.perf_counter()
-    args = stage_argument_parser("score_stage", __doc__.splitlines()[0]).parse_args(argv)
+    parser = stage_argument_parser("score_stage", __doc__.splitlines()[0])
+    parser.add_argument("--follow-edits", action="store_true",
+                        help="run beside the edit stage: judge each shard part as soon as it is recorded")
+    args = parser.parse_args(argv)
     with exit_on_input_error():
         config = load_config(args.config, overrides_from_args(args))
-        manifest = read_manifest(config.output_dir)
-        entries = selected_entries(config, manifest)
+        if not args.follow_edits:
+            manifest = read_manifest(config.output_dir)
+            entries = selected_entries(config, manifest)
         if args.restart:
             check_restartable(config.output_dir, "score")
         notes = [] if args.restart else check_resumable(config, "score")
         state = init_distributed(config.distributed.device, config.distributed.timeout_s)
+    run_id = None
     try:
+        with exit_on_input_error():
+            run_id = take_for_stage(config.output_dir, "score")
         log = setup_logging("score", state, config.output_dir)
         for note in notes:
             log.warning("%s", note)
-        judged_before = resume_point(config, state, entries, args.restart, log)
-        todo = [e for e in entries if e["status"] == "ok" and e["id"] not in judged_before]
-        with exit_on_input_error():
-            verify_inputs_before_judging(config, manifest, entries, todo, state)
-        failed = sum(e["status"] == "failed" for e in entries)
-        log.info("%d samples selected: %d judged before, %d failed in the edit stage, %d to judge on %d ranks "
-                 "(shards verified; each takes the next sample as it needs one)", len(entries), len(judged_before),
-                 failed, len(todo), state.world_size, extra=EVERY_RANK)
-        if todo:
-            ensure_tiny_judge(config, state)
+        if args.restart and state.is_main:
+            log.info("--restart: removed %s", ", ".join(restart(config.output_dir, "score")) or "nothing")
+        barrier()  # nobody reads the journals while rank 0 removes them
+        ensure_tiny_judge(config, state)
+        if not args.follow_edits:
+            judged_before = recorded_judgements(config, {e["id"]: e["sha256"] for e in entries
+                                                         if e["status"] == "ok"}, log)
+            todo = [e for e in entries if e["status"] == "ok" and e["id"] not in judged_before]
         if state.is_main:  # after the tiny judge is built, so that its fingerprint is recorded
-            begin_attempt(config.output_dir, "score", run_identity(config, "score"),
-                          world_size=state.world_size, done_before=len(judged_before), to_do=len(todo))
+            counts = {"follows_edits": True} if args.follow_edits else {"done_before": len(judged_before),
+                                                                         "to_do": len(todo)}
+            begin_attempt(config.output_dir, "score", run_identity(config, "score"), world_size=state.world_size,
+                          **counts)
         barrier()  # the record exists before any rank opens a journal: every file in the folder is accounted for
-        idle = {"results": [], "rank": state.rank, "samples": 0, "busy_s": 0.0, "load_s": 0.0}
-        shares = all_gather_json(judge_share(config, manifest, state, todo, log) if todo else idle, state)
+        with exit_on_input_error():
+            if args.follow_edits:
+                summary, judged_before = follow_edits(config, state, log)
+                manifest = read_manifest(config.output_dir)
+                entries = selected_entries(config, manifest)
+            else:
+                summary = judge_after_edits(config, manifest, entries, todo, len(judged_before), state, log)
+        shares = all_gather_json(summary, state)
         thumbnails = make_thumbnails(config, manifest, entries, state)
         if state.is_main:
             ranks = [{k: v for k, v in share.items() if k != "results"} for share in shares]
-            attempts = end_attempt(config.output_dir, "score", outputs=REPORT_NAMES, judged=len(todo),
-                                   elapsed_s=round(time.perf_counter() - start, 3), ranks=ranks)
             judged = {**judged_before, **{r["id"]: r for share in shares for r in share["results"]}}
+            attempts = end_attempt(config.output_dir, "score", outputs=REPORT_NAMES, done_before=len(judged_before),
+                                   judged=len(judged) - len(judged_before),
+                                   elapsed_s=round(time.perf_counter() - start, 3), ranks=ranks)
+            with exit_on_input_error():
+                check_judged(config, entries, judged)
             write_outputs(config, manifest, entries, judged, attempts, thumbnails, state, log)
         finish()
     finally:
+        if run_id and state.is_main:
+            release(config.output_dir, run_id)
         teardown()
 
+
+def judge_after_edits(config: RunConfig, manifest: dict, entries: list[dict], todo: list[dict], before: int,
+                      state: DistState, log) -> dict[str, Any]:
+    """Verify every input, then judge `todo` in chunks from the shared queue; this rank's summary."""
+    verify_inputs_before_judging(config, manifest, entries, todo, state)
+    failed = sum(e["status"] == "failed" for e in entries)
+    log.info("%d samples selected: %d judged before, %d failed in the edit stage, %d to judge on %d ranks "
+             "(shards verified; each takes the next chunk of %d as it finishes one)", len(entries), before,
+             failed, len(todo), state.world_size, config.score.batch_size, extra=EVERY_RANK)
+    if not todo:
+        return {"results": [], "rank": state.rank, "samples": 0, "busy_s": 0.0, "load_s": 0.0}
+    judging = Judging(config, manifest["dataset"]["root"], state, len(todo), log)
+    judging.judge_chunks(chunked(todo, config.score.batch_size), "score")
+    return judging.close()
+
+
+def check_judged(config: RunConfig, entries: list[dict], judged: dict[str, dict]) -> None:
+    """Every edited sample of the manifest has a judgement, of its very pixels."""
+    wrong = [e["id"] for e in entries if e["status"] == "ok" and
+             (e["id"] not in judged or judged[e["id"]].get("image_sha256") != e["sha256"])]
+    if wrong:
+        raise ShardError(f"{len(wrong)} edited sample(s) have no judgement of their current pixels "
+                         f"({', '.join(wrong[:10])}); run the score stage again to judge them")

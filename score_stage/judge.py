@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterator
 
 import torch
+import transformers
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor, LogitsProcessor, LogitsProcessorList
 
@@ -29,6 +30,7 @@ class Judge:
         # (transformers #38771), and the system this replaces left five of six GPUs idle that way. The single-device
         # map reads the memory-mapped safetensors straight onto this rank's device: no private copy of the weights
         # in host memory per rank. use_safetensors=True: never fall back to pickled .bin weights.
+        transformers.utils.logging.disable_progress_bar()   # every rank's loading bar would tear the console
         self.model = AutoModelForImageTextToText.from_pretrained(
             cfg.model, dtype=DTYPES[cfg.dtype], use_safetensors=True, trust_remote_code=cfg.trust_remote_code,
             device_map={"": str(device)},
@@ -80,10 +82,11 @@ def check_prefill(processor, answer_prefix: str) -> None:
                          f"(it ends with {text[-len(answer_prefix) - 10:]!r}); expected mode cannot read the score")
 
 
-def template_fields(entry: dict[str, Any]) -> dict[str, str]:
-    """The values a user prompt template may use (a missing description becomes an empty string)."""
+def template_fields(entry: dict[str, Any]) -> dict[str, Any]:
+    """The values a user prompt template may use (a missing description becomes an empty string; the sample's
+    other fields are under `extra`, checked when the dataset loads)."""
     return {"id": entry["id"], "category": entry["category"], "instruction": entry["instruction"],
-            "description": entry.get("description") or ""}
+            "description": entry.get("description") or "", "extra": entry.get("extra") or {}}
 
 
 def conversation(dimension: Dimension, entry: dict[str, Any], images: list[Image.Image],

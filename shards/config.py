@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import difflib
 import os
+import re
 import string
 from typing import Any
 
@@ -21,6 +22,8 @@ from shards.config_schema import (  # noqa: F401 (re-exported: the config's type
     EditConfig, EditSpeed, Environment, LoraAdapter, RunConfig, ScoreConfig,
 )
 from shards.typed_yaml import ConfigError, build, set_dotted, where
+
+EXTRA_FIELD = re.compile(r"extra\[([^\]]+)\]")   # a sample's own field in a template: {extra[reference]}
 
 
 def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> RunConfig:
@@ -179,19 +182,36 @@ def _check_prompts(config: RunConfig) -> RunConfig:
     return dataclasses.replace(config, score=dataclasses.replace(config.score, prompts=normalized))
 
 
+def template_names(template: str) -> list[str]:
+    """The placeholders of a prompt template, as written (`instruction`, `extra[reference]`)."""
+    return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+
+
 def _check_template(template: str, source: str, keypath: str) -> None:
     try:
-        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+        names = template_names(template)
     except ValueError as e:
         raise ConfigError(f"{where(source, keypath)}: not a valid template: {e}") from None
     for name in names:
-        if name not in TEMPLATE_FIELDS:
+        if name.startswith("extra") and EXTRA_FIELD.fullmatch(name):
+            continue
+        if name not in TEMPLATE_FIELDS or name == "extra":
             near = difflib.get_close_matches(name, TEMPLATE_FIELDS, n=1, cutoff=0.5)
-            hint = f"; did you mean '{{{near[0]}}}'?" if near else ""
+            hint = f"; did you mean '{{{near[0]}}}'?" if near and near[0] != "extra" else ""
             raise ConfigError(
-                f"{where(source, keypath)}: unknown placeholder '{{{name}}}'{hint} "
-                f"(available: {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)})"
+                f"{where(source, keypath)}: unknown placeholder '{{{name}}}'{hint} (available: "
+                f"{', '.join('{' + f + '}' for f in TEMPLATE_FIELDS if f != 'extra')}, and {{extra[KEY]}} for a "
+                "sample's other fields)"
             )
+
+
+def prompt_fields(config: RunConfig) -> dict[str, list[str]]:
+    """Each category with judge prompts, and the sample fields beyond the required ones its templates use
+    (`{extra[reference]}`): a sample of that category without one is refused when the dataset loads."""
+    return {category: sorted({match.group(1) for dimension in prompts.dimensions.values()
+                              for name in template_names(dimension.user_prompt_template)
+                              if (match := EXTRA_FIELD.fullmatch(name))})
+            for category, prompts in config.score.prompts.items()}
 
 
 def _check_categories(config: RunConfig) -> None:

@@ -15,7 +15,7 @@ ImagesShown = Literal["edited", "original_and_edited"]
 CombineRule = Literal["min", "mean", "geometric_mean"]
 SINGLE_DIMENSION = "score"  # the name of the one dimension of a category given in the inline form
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TEMPLATE_FIELDS = ("id", "category", "instruction", "description")
+TEMPLATE_FIELDS = ("id", "category", "instruction", "description", "extra")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,8 +47,10 @@ class DatasetConfig:
     """JSONL file; each sample's `image` is relative to this file's folder."""
     categories: list[str] | None = None
     """Run only these categories (None: all)."""
+    where: dict[str, list[str]] | None = None
+    """Run only the samples whose own field has one of these values, e.g. `{language: [en]}` (None: all)."""
     limit: int | None = None
-    """Run only the first N samples left after the category filter (None: all)."""
+    """Run only the first N samples left after the category and field filters (None: all)."""
     skip_unreadable_images: bool = False
     """Record a sample whose image is missing or cannot be decoded as `failed` (with the reason, counted in the
     report) and run the rest; by default such a dataset is refused before any model loads."""
@@ -202,6 +204,9 @@ class DistributedConfig:
     any model loads, naming the driver's CUDA version and the one this environment's torch needs."""
     nproc_per_node: int = 1
     """Ranks per stage, one per GPU (CPU: one process each)."""
+    shared_hub_cache: bool = False
+    """A checkpoint named by its hub id is fetched by one rank per node (local rank 0) while the others wait; set
+    this when every node shares one cache folder, so that only global rank 0 fetches it."""
     timeout_s: int = 1800
     """Timeout of collectives in seconds: how long a rank waits for the others at a barrier."""
     stage_timeout_s: int | None = None

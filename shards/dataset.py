@@ -12,7 +12,7 @@ import json
 import os
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 REQUIRED_FIELDS = ("id", "category", "image", "instruction")
 MAX_ID_LENGTH = 200
@@ -42,13 +42,15 @@ class Sample:
     """Line of the JSONL file, for messages."""
 
 
-def load_dataset(path: str, categories: Sequence[str] | None = None, *,
+def load_dataset(path: str, categories: Sequence[str] | Mapping[str, Sequence[str]] | None = None, *,
                  allow_missing_images: bool = False) -> list[Sample]:
     """Read and validate a JSONL dataset, reporting every bad line at once.
 
     Args:
         path: The JSONL file.
-        categories: The categories that have judge prompts; a sample of any other category is an error.
+        categories: The categories that have judge prompts; a sample of any other category is an error. A
+            mapping also gives, for each category, the sample fields its prompts use (`shards.config.
+            prompt_fields`): a sample without one is an error.
         allow_missing_images: Accept samples whose image file does not exist (`check_images` then records them
             as failed); an image path that leaves the dataset folder is refused regardless.
 
@@ -78,6 +80,11 @@ def load_dataset(path: str, categories: Sequence[str] | None = None, *,
         if categories is not None and sample.category not in categories:
             problems.append(f"{where}: category '{sample.category}' has no judge prompts in the config "
                             f"(configured: {', '.join(categories)})")
+        if isinstance(categories, Mapping):
+            for key in categories.get(sample.category, ()):
+                if sample.extra.get(key) is None:
+                    problems.append(f"{where}: missing field '{key}', which the judge prompts of category "
+                                    f"'{sample.category}' use ({{extra[{key}]}})")
         problem = _image_path_problem(root, sample.image, allow_missing_images)
         if problem:
             problems.append(f"{where}: {problem}")
@@ -222,12 +229,19 @@ def open_image(path: str):
 
 
 def select_samples(samples: Sequence[Any], categories: Sequence[str] | None, limit: int | None,
-                   category_of: Callable[[Any], str] = lambda s: s.category) -> list[Any]:
-    """The samples a run works on: those of `categories` (all if None), then the first `limit`.
+                   category_of: Callable[[Any], str] = lambda s: s.category,
+                   where: Mapping[str, Sequence[str]] | None = None,
+                   extra_of: Callable[[Any], dict] = lambda s: s.extra) -> list[Any]:
+    """The samples a run works on: those of `categories` (all if None) whose own fields have one of the values
+    `where` lists for them, then the first `limit`.
 
-    Works on `Sample`s and, with `category_of`, on manifest entries, so both stages select alike.
+    Works on `Sample`s and, with `category_of` and `extra_of`, on manifest entries, so both stages select alike.
     """
-    chosen = [s for s in samples if categories is None or category_of(s) in categories]
+    def wanted(s) -> bool:
+        fields = extra_of(s)
+        return all(k in fields and str(fields[k]) in values for k, values in (where or {}).items())
+
+    chosen = [s for s in samples if (categories is None or category_of(s) in categories) and wanted(s)]
     return chosen if limit is None else chosen[:limit]
 
 

@@ -8,6 +8,7 @@ Lines a watching person needs from every rank (one per judged sample, one per ed
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -16,6 +17,7 @@ import time
 from tqdm import tqdm
 
 from shards.dist import DistState
+from shards.events import CONSOLE_ENV, PROGRESS_MARK
 
 EVERY_RANK = {"every_rank": True}
 REPORT_GRACE_S = 5.0
@@ -60,10 +62,46 @@ def setup_logging(stage: str, state: DistState, output_dir: str) -> logging.Logg
     return logger
 
 
-def progress(state: DistState, stage: str, what: str, total: int, slot: int = 0, leave: bool = True) -> tqdm:
-    """A tqdm bar labelled with the rank, on its own line per rank (`position` from the local rank)."""
+def progress(state: DistState, stage: str, what: str, total: int, slot: int = 0, leave: bool = True):
+    """A progress counter of this rank: a tqdm bar labelled with the rank, on its own line per rank (`position`
+    from the local rank); or, under the launcher, progress events it draws one line per rank from."""
+    if os.environ.get(CONSOLE_ENV) == "events":
+        return ProgressEvents(state, stage, what, total)
     return tqdm(total=total, desc=f"[{stage} r{state.rank}] {what}", position=2 * state.local_rank + slot,
                 leave=leave, dynamic_ncols=True, file=sys.stderr, mininterval=0.5)
+
+
+class ProgressEvents:
+    """The part of tqdm's interface the stages use, written as one JSON line per change (at most two a second,
+    and always the last), which `launch.console` turns into a line per rank."""
+
+    def __init__(self, state: DistState, stage: str, what: str, total: int):
+        self.event = {"stage": stage, "rank": state.rank, "what": what, "n": 0, "total": total}
+        self._last = 0.0
+        self._emit(force=True)
+
+    def update(self, n: int = 1) -> None:
+        self.event["n"] += n
+        self._emit(force=self.event["n"] >= self.event["total"])
+
+    def reset(self, total: int | None = None) -> None:
+        self.event.update(n=0, total=self.event["total"] if total is None else total)
+        self._emit(force=True)
+
+    def _emit(self, force: bool) -> None:
+        now = time.monotonic()
+        if force or now - self._last >= 0.5:
+            print(PROGRESS_MARK + json.dumps(self.event), file=sys.stdout, flush=True)
+            self._last = now
+
+    def close(self) -> None:
+        self._emit(force=True)
+
+    def __enter__(self) -> "ProgressEvents":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 @contextlib.contextmanager
@@ -76,12 +114,13 @@ def exit_on_input_error():
     from shards.config import ConfigError
     from shards.dataset import DatasetError
     from shards.dist import DeviceError
+    from shards.hub import HubError
     from shards.resume import ResumeError
     from shards.store import ShardError
 
     try:
         yield
-    except (ConfigError, DatasetError, ShardError, ResumeError, DeviceError) as e:
+    except (ConfigError, DatasetError, ShardError, ResumeError, DeviceError, HubError) as e:
         if os.environ.get("RANK", "0") != "0":
             # torchrun stops every rank once one exits: leave rank 0 the time to say it first (and stop this
             # one), and say it here only if rank 0 has not, so the message is printed once and never lost.

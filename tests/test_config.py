@@ -70,6 +70,11 @@ def test_the_seed_systems_typo_names_the_right_key(tmp_path):
      "score.prompts.环境.dimensions.score.user_prompt_template: unknown placeholder '{instrution}'; "
      "did you mean '{instruction}'?"),
     ({"score.prompts.环境.dimensions.score.user_prompt_template": "Do {instruction"}, (), "not a valid template"),
+    ({"score.prompts.环境.dimensions.score.user_prompt_template": "Do {extra}. Score: X"}, (),
+     "unknown placeholder '{extra}' (available: {id}, {category}, {instruction}, {description}, and "
+     "{extra[KEY]}"),
+    ({"score.prompts.环境.dimensions.score.user_prompt_template": "Do {extra.answer}. Score: X"}, (),
+     "unknown placeholder '{extra.answer}'"),
     ({"edit.pipeline": "QwenImageEditPlus"}, (), "did you mean 'QwenImageEditPlusPipeline'?"),
     ({"edit.negative_prompt": None}, (), "edit.negative_prompt: required when true_cfg_scale > 1"),
     ({"edit.num_inference_steps": 1}, (), "edit.num_inference_steps: must be at least 2"),
@@ -240,3 +245,17 @@ def test_the_few_step_lora_config_judges_exactly_as_the_real_one():
 def test_a_local_lora_that_does_not_exist_is_named(tmp_path):
     message = _error(tmp_path, changes={"edit.lora": [{"path": str(tmp_path / "nope"), "scale": 0.5}]})
     assert f"edit.lora[0].path: no such file or folder: {tmp_path / 'nope'}" in message
+
+
+def test_a_samples_own_field_in_a_prompt_is_required_of_that_categorys_samples(tmp_path):
+    from shards.config import prompt_fields
+    from shards.dataset import DatasetError, load_dataset
+
+    template = "Do {instruction}; the answer is {extra[answer]}. Score: X"
+    config = load_config(write_config(tmp_path, {"score.prompts.环境.dimensions.score.user_prompt_template":
+                                                 template}))
+    assert prompt_fields(config)["环境"] == ["answer"] and prompt_fields(config)["物理"] == []
+    with pytest.raises(DatasetError) as e:
+        load_dataset(config.dataset.path, categories=prompt_fields(config))
+    assert "sample 'env-01': missing field 'answer', which the judge prompts of category '环境' use " \
+           "({extra[answer]})" in str(e.value) and "env-02" in str(e.value) and "phys-01" not in str(e.value)

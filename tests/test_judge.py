@@ -167,3 +167,12 @@ def test_the_judge_benchmark_runs_on_cpu_at_real_width_in_both_modes(pythons, tm
     assert figures["host_rss_after_load"]["anon"] < 0.5 * figures["weights_bytes"]
     print(f"\njudge bench (CPU, 1 layer): expected {figures['modes']['expected']['s_per_image']} s/image, "
           f"generate {figures['modes']['generate']['s_per_image']} s/image")
+
+
+def test_a_samples_own_field_is_written_into_the_prompt(judge):
+    dimension = dataclasses.replace(judge.cfg.prompts["环境"].dimensions["score"],
+                                    user_prompt_template="Do {instruction}; expected: {extra[reference]}. Score: X")
+    entry = {**_entry("r", "环境"), "extra": {"reference": "a rotten banana"}}
+    chat = conversation(dimension, entry, [_image((1, 2, 3))], judge.cfg.answer_prefix)
+    text = judge.processor.apply_chat_template([chat], tokenize=False, continue_final_message=True)[0]
+    assert "Do Edit r.; expected: a rotten banana. Score: X" in text

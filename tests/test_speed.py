@@ -2,11 +2,10 @@
 benchmark that measures both side by side (run here on the CPU at real width with one layer)."""
 
 import json
-import os
 
 import pytest
 
-from conftest import REPO, run_module
+from conftest import run_module
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,120 @@
+"""One rank's judging: the judge, its journal, and chunks of samples taken from the shared queue.
+
+Samples are judged in fixed chunks of `batch_size` samples, one query per sample and dimension, batched within
+the chunk. The chunks, and so the batches, are the same whichever rank takes them, however many ranks run, and
+whether the judge follows the edits or runs after them, so the scores are too (a batch's padding can move a
+score in its last digits). A sample is recorded in the rank's journal, and its line printed, as soon as all its
+dimensions are answered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any
+
+from PIL import Image
+
+from shards.config import RunConfig
+from shards.dataset import open_image
+from shards.dist import DistState, WorkQueue
+from shards.hub import fetch_once
+from shards.journal import JournalWriter, journal_path, journal_paths, read_journals
+from shards.logs import EVERY_RANK, progress
+from shards.store import read_image
+
+
+def chunked(todo: list[dict], size: int) -> list[list[dict]]:
+    """The samples to judge in chunks of `size`, in their order."""
+    return [todo[i: i + size] for i in range(0, len(todo), size)]
+
+
+def edited_image(config: RunConfig, entry: dict[str, Any]) -> Image.Image:
+    return Image.fromarray(read_image(config.output_dir, entry).numpy(), mode="RGB")
+
+
+def shown_images(config: RunConfig, root: str, entry: dict[str, Any], shown: str) -> list[Image.Image]:
+    """What the judge sees for one query: the edited image, after the original when the dimension asks for it."""
+    edited = edited_image(config, entry)
+    if shown == "edited":
+        return [edited]
+    return [open_image(os.path.join(root, entry["image"])), edited]
+
+
+def recorded_judgements(config: RunConfig, pixels: dict[str, str], log) -> dict[str, dict]:
+    """The judgements recorded in the journals that are still valid: of the very pixels (`pixels`: sample id ->
+    the sha256 of its edited image) the shards hold now. An image edited again after a restart of the edit stage
+    is judged again, and so is the sample of a journal's torn last line."""
+    recorded = read_journals(journal_paths(config.output_dir, "score"))
+    for line in recorded.skipped:
+        log.warning("ignoring %s: that sample is judged again", line)
+    judged: dict[str, dict] = {}
+    for result in recorded.records:
+        if result.get("id") in pixels and pixels[result["id"]] == result.get("image_sha256"):
+            judged.setdefault(result["id"], result)
+    return judged
+
+
+class Judging:
+    """This rank's judge, loaded once (the checkpoint fetched once per cache), and its journal."""
+
+    def __init__(self, config: RunConfig, root: str, state: DistState, total: int, log):
+        from score_stage.judge import Judge
+
+        self.config, self.root, self.state, self.log = config, root, state, log
+        start = time.perf_counter()
+        model = fetch_once(config.score.model, state, config.distributed.shared_hub_cache, log, "judge")
+        self.judge = Judge(dataclasses.replace(config.score, model=model), state.device)
+        self.load_s, self.busy_s, self.results = time.perf_counter() - start, 0.0, []
+        self.journal = JournalWriter(journal_path(config.output_dir, "score", state.rank, state.world_size))
+        self.bar = progress(state, "score", "judged", total)
+
+    def judge_chunks(self, chunks: list[list[dict]], name: str) -> None:
+        """Judge the chunks this rank takes from a queue shared by every rank (all ranks must call this together,
+        with the same chunks)."""
+        for position in WorkQueue(len(chunks), self.state, name):
+            self._judge_chunk(chunks[position])
+
+    def _judge_chunk(self, chunk: list[dict]) -> None:
+        from score_stage.judge import batches_with_backoff
+        from score_stage.results import describe, sample_result
+
+        prompts, size = self.config.score.prompts, self.config.score.batch_size
+        queries = [(entry, name) for entry in chunk for name in prompts[entry["category"]].dimensions]
+        answers: dict[str, dict[str, dict]] = {}
+        seconds: dict[str, float] = {}
+        begin = time.perf_counter()
+        for batch, batch_answers in batches_with_backoff(queries, size, self._ask, self._on_retry):
+            share, finished = (time.perf_counter() - begin) / len(batch), []
+            for (entry, name), answer in zip(batch, batch_answers):
+                answers.setdefault(entry["id"], {})[name] = answer
+                seconds[entry["id"]] = seconds.get(entry["id"], 0.0) + share
+                category = prompts[entry["category"]]
+                if len(answers[entry["id"]]) == len(category.dimensions):
+                    finished.append(sample_result(entry, answers.pop(entry["id"]), category.combine,
+                                                  rank=self.state.rank, world_size=self.state.world_size,
+                                                  seconds=seconds.pop(entry["id"])))
+            self.journal.append(finished)
+            for result in finished:
+                self.log.info("%s", describe(result), extra=EVERY_RANK)
+            self.results.extend(finished)
+            self.bar.update(len(finished))
+            self.busy_s += time.perf_counter() - begin
+            begin = time.perf_counter()
+
+    def _ask(self, batch: list[tuple[dict, str]]) -> list[dict]:
+        prompts = self.config.score.prompts
+        asked = [(e, prompts[e["category"]].dimensions[name]) for e, name in batch]
+        return self.judge.ask([(e, dim, shown_images(self.config, self.root, e, dim.images)) for e, dim in asked])
+
+    def _on_retry(self, failed: int, smaller: int) -> None:
+        self.log.warning("out of GPU memory judging %d queries at once; retrying with batch size %d", failed,
+                         smaller, extra=EVERY_RANK)
+
+    def close(self) -> dict[str, Any]:
+        """Close the journal; this rank's results, samples judged, busy and load seconds."""
+        self.journal.close()
+        self.bar.close()
+        return {"results": self.results, "rank": self.state.rank, "samples": len(self.results),
+                "busy_s": round(self.busy_s, 3), "load_s": round(self.load_s, 3)}

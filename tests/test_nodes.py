@@ -1,0 +1,184 @@
+"""Beyond one node and one writer: two launchers as two nodes of one run, a second launch refused while a run
+writes, the judge following the edits, a hub checkpoint fetched by one rank."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import DEMO_DATASET, REPO, base_python, copy_run, torchrun, write_config
+from shards.dataset import load_dataset
+from shards.journal import journal_paths, read_journals
+from shards.store import read_manifest, read_parts, verify_shards
+
+pytestmark = pytest.mark.slow
+ALL_IDS = sorted(s.id for s in load_dataset(DEMO_DATASET))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _launcher(args: list[str], **popen) -> subprocess.Popen:
+    return subprocess.Popen([base_python(), "-m", "launch", *args], cwd=REPO, env={**os.environ, "PYTHONPATH": REPO},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def _report(out: str) -> dict:
+    with open(os.path.join(out, "report.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _tree(pid: int) -> list[int]:
+    """`pid` and every process below it."""
+    children = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                parent = int(f.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        found.append(todo.pop())
+        todo += children.get(found[-1], [])
+    return found
+
+
+def test_two_nodes_of_one_rank_each_then_one_node_lost_and_the_run_finished_on_one(pythons, tmp_path):
+    config = write_config(tmp_path, {"distributed.nproc_per_node": 1, "distributed.timeout_s": 30,
+                                     "edit.samples_per_shard": 1})
+    out, port = str(tmp_path / "run"), _free_port()
+    procs = [_launcher(["--config", config, "--output-dir", out, "--nnodes", "2", "--node-rank", str(r),
+                        "--rdzv-endpoint", f"localhost:{port}", "--rdzv-id", "whole"]) for r in (0, 1)]
+    first = [p.communicate(timeout=1500)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], first
+    assert "mean over samples" in first[0] + first[1]
+    manifest, report = read_manifest(out), _report(out)
+    assert sorted(s["id"] for s in manifest["samples"]) == ALL_IDS and manifest["world_size"] == 2
+    assert report["world_size"] == {"edit": 2, "score": 2} and sorted(s["id"] for s in report["samples"]) == ALL_IDS
+    assert {p["rank"] for p in manifest["shards"]} == {0, 1}                     # both nodes edited
+    for line in ("[edit r0/2]", "[edit r1/2]"):
+        assert line in first[0] + first[1]
+    assert any(f.startswith("launch-node1-") for f in os.listdir(os.path.join(out, "logs")))
+
+    lost = str(tmp_path / "lost")
+    config = write_config(tmp_path, {"distributed.nproc_per_node": 1, "distributed.timeout_s": 20,
+                                     "edit.samples_per_shard": 1})
+    port = _free_port()
+    procs = [_launcher(["--config", config, "--output-dir", lost, "--nnodes", "2", "--node-rank", str(r),
+                        "--rdzv-endpoint", f"localhost:{port}", "--rdzv-id", "lost"], start_new_session=True)
+             for r in (0, 1)]
+    seen = ""
+    for line in procs[1].stdout:                                     # node 1 has edited two images: kill it all
+        seen += line
+        if len(re.findall(r"\[edit r1/2\] edited ", seen)) == 2:
+            break
+    for pid in _tree(procs[1].pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    procs[1].wait()
+    procs[0].communicate(timeout=900)
+    assert procs[0].returncode != 0                                  # node 0 cannot finish the stage alone
+    kept = {e["id"] for part in read_parts(lost).records for e in part["samples"]}
+    assert kept                                                      # finished parts of both nodes are on disk
+    again = subprocess.run([base_python(), "-m", "launch", "--config", config, "--output-dir", lost,
+                            "--nproc-per-node", "1"], cwd=REPO, env={**os.environ, "PYTHONPATH": REPO},
+                           capture_output=True, text=True, timeout=1500)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"{len(kept)} already edited (verified)" in again.stdout
+    manifest = read_manifest(lost)
+    assert sorted(s["id"] for s in manifest["samples"]) == ALL_IDS and len(manifest["samples"]) == 10
+    verify_shards(lost, manifest["shards"])
+    assert sorted(s["id"] for s in _report(lost)["samples"]) == ALL_IDS
+    print(f"\ntwo nodes: lost node 1 after 2 edits; {len(kept)} images kept, "
+          f"{10 - len(kept)} edited on the rerun with one node")
+
+
+def test_a_second_launch_into_a_running_runs_folder_is_refused_at_once_and_the_first_completes(pythons, tmp_path):
+    out = str(tmp_path / "run")
+    first = _launcher(["--config", write_config(tmp_path), "--output-dir", out])
+    for line in first.stdout:
+        if "edit stage:" in line:
+            break
+    start = time.monotonic()
+    second = subprocess.run([base_python(), "-m", "launch", "--config", write_config(tmp_path), "--output-dir",
+                             out], cwd=REPO, env={**os.environ, "PYTHONPATH": REPO}, capture_output=True, text=True,
+                            timeout=120)
+    refused_in = time.monotonic() - start
+    assert second.returncode == 2 and refused_in < 15
+    assert "is being written by run" in second.stderr and f"(pid {first.pid} on {socket.gethostname()}" in \
+        second.stderr
+    rest, _ = first.communicate(timeout=1500)
+    assert first.returncode == 0, rest
+    manifest = read_manifest(out)
+    verify_shards(out, manifest["shards"])
+    assert sorted(s["id"] for s in _report(out)["samples"]) == ALL_IDS and not os.path.exists(f"{out}/run.lock")
+    print(f"\nsecond launch refused in {refused_in:.1f} s")
+
+
+def test_the_judge_following_the_edits_gives_the_report_of_the_stages_one_after_the_other(pythons, demo_run,
+                                                                                          tmp_path):
+    out = str(tmp_path / "follow")
+    done = subprocess.run([base_python(), "-m", "launch", "--config", demo_run[0], "--output-dir", out,
+                           "--nproc-per-node", "2", "--judge-gpus", "1"], cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": REPO}, capture_output=True, text=True, timeout=1500)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "--follow-edits" in done.stdout and "following the edits: 10 samples expected" in done.stdout
+    judged = [r["id"] for r in read_journals(journal_paths(out, "score")).records]
+    assert sorted(judged) == ALL_IDS                                  # every sample judged once, none twice
+    # The same edits judged after the edit stage, by one rank as the follower was (a CPU's thread count, which
+    # torchrun sets for several ranks, moves scores in their last digits).
+    after = copy_run(out, str(tmp_path / "after"), scores=False)
+    sequential = torchrun(pythons["score"], "score_stage", 1, ["--config", demo_run[0], "--output-dir", after])
+    assert sequential.returncode == 0, sequential.stdout + sequential.stderr
+    report = _report(out)
+    assert {s["id"]: s["score"] for s in report["samples"]} == {s["id"]: s["score"] for s in _report(after)["samples"]}
+    assert report["world_size"] == {"edit": 1, "score": 1}
+    assert report["overall"] == _report(after)["overall"]
+
+
+def _hub_cache(cache, repo: str, folder: str) -> None:
+    """`folder` as the hub client's cache holds a downloaded repository (refs/main -> a snapshot)."""
+    org, name = repo.split("/")
+    root = os.path.join(cache, f"models--{org}--{name}")
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    shutil.copytree(folder, os.path.join(root, "snapshots", commit))
+    os.makedirs(os.path.join(root, "refs"))
+    with open(os.path.join(root, "refs", "main"), "w") as f:
+        f.write(commit)
+
+
+def test_a_hub_checkpoint_is_fetched_by_one_rank_and_every_rank_loads_it(pythons, demo_run, tmp_path):
+    manifest = read_manifest(demo_run[1])
+    cache = str(tmp_path / "hub")
+    _hub_cache(cache, "tiny-org/tiny-edit", manifest["config"]["edit"]["model"])
+    config = write_config(tmp_path, {"edit.model": "tiny-org/tiny-edit", "edit.build_tiny": False})
+    out = str(tmp_path / "run")
+    env = {"HF_HUB_CACHE": cache, "HF_HUB_OFFLINE": "1"}
+    done = torchrun(pythons["edit"], "edit_stage", 2, ["--config", config, "--output-dir", out, "--limit", "2"],
+                    env=env)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert len(re.findall(r"\] fetching editor tiny-org/tiny-edit into the hub cache", output)) == 1
+    assert "[edit r0/2] fetching editor" in output and "[edit r1/2] fetching" not in output
+    assert read_manifest(out)["model"]["revision"] == "0123456789abcdef0123456789abcdef01234567"
+    same = {s["id"]: s["sha256"] for s in manifest["samples"]}
+    assert all(s["sha256"] == same[s["id"]] for s in read_manifest(out)["samples"])  # the same weights' images
+    missing = torchrun(pythons["edit"], "edit_stage", 2, ["--config", write_config(
+        tmp_path, {"edit.model": "tiny-org/no-such-model", "edit.build_tiny": False}), "--output-dir",
+        str(tmp_path / "o2"), "--limit", "1"], env=env)
+    assert missing.returncode != 0
+    assert "editor tiny-org/no-such-model could not be fetched from the hub" in missing.stdout + missing.stderr
+    assert "HF_TOKEN" in missing.stdout + missing.stderr
