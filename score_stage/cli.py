@@ -17,7 +17,7 @@ from typing import Any
 from torch.distributed.elastic.multiprocessing.errors import record
 
 from score_stage.follow import follow_edits
-from score_stage.judging import Judging, chunked, edited_image, recorded_judgements
+from score_stage.judging import Judging, chunked, edited_image, original_problem, recorded_judgements
 
 from shards.config import (RunConfig, load_config, overrides_from_args, prompt_fields, stage_argument_parser,
                            to_dict)
@@ -28,8 +28,7 @@ from shards.identity import check_resumable, run_identity
 from shards.resume import begin_attempt, check_restartable, end_attempt, restart
 from shards.runlock import release, take_for_stage
 from shards.record import hub_revision, installed_packages, judging_record, tool_version
-from shards.store import (REPORT_NAMES, ShardError, package_versions, read_manifest, sha256_file,
-                          shard_problem)
+from shards.store import REPORT_NAMES, ShardError, package_versions, read_manifest, shard_problem
 
 
 def selected_entries(config: RunConfig, manifest: dict[str, Any]) -> list[dict[str, Any]]:
@@ -83,12 +82,7 @@ def _original_path(manifest: dict, entry: dict) -> str:
 def _input_problem(config: RunConfig, manifest: dict, kind: str, item: dict) -> str | None:
     if kind == "shard":
         return shard_problem(config.output_dir, item)
-    path = _original_path(manifest, item)
-    if not os.path.isfile(path):
-        return f"the original image of sample '{item['id']}' is missing ({path})"
-    if sha256_file(path) != item["image_sha256"]:
-        return f"the original image of sample '{item['id']}' changed since it was edited ({path})"
-    return None
+    return original_problem(manifest["dataset"]["root"], item)
 
 
 def ensure_tiny_judge(config: RunConfig, state: DistState) -> None:

@@ -17,11 +17,11 @@ import os
 import time
 from typing import Any
 
-from score_stage.judging import Judging, chunked, recorded_judgements
+from score_stage.judging import Judging, chunked, original_problem, recorded_judgements
 from shards.config import RunConfig, prompt_fields
 from shards.dataset import check_images, load_dataset, select_samples
 from shards.dist import DistState, all_gather_json
-from shards.store import MANIFEST_NAME, ShardError, read_manifest, read_parts, sha256_file, shard_problem
+from shards.store import MANIFEST_NAME, ShardError, read_manifest, read_parts, shard_problem
 
 POLL_S = 2.0
 
@@ -59,12 +59,6 @@ class Folder:
         listed = {s["id"]: s for s in read_manifest(self.config.output_dir)["samples"]}
         return all(i in listed and listed[i]["status"] == "ok" and i in self.entries for i in self.expected)
 
-    def original_problem(self, entry: dict) -> str | None:
-        path = os.path.join(os.path.dirname(self.config.dataset.path), entry["image"])
-        if not os.path.isfile(path) or sha256_file(path) != entry["image_sha256"]:
-            return f"the original image of sample '{entry['id']}' is missing or changed since it was edited ({path})"
-        return None
-
 
 def follow_edits(config: RunConfig, state: DistState, log) -> tuple[dict[str, Any], dict[str, dict]]:
     """Judge every expected sample as its part lands, until the edit stage's manifest is complete.
@@ -82,7 +76,8 @@ def follow_edits(config: RunConfig, state: DistState, log) -> tuple[dict[str, An
     chunks = chunked(todo, config.score.batch_size)
     log.info("following the edits: %d samples expected, %d judged before, %d to judge in %d chunks as their "
              "shard parts land", len(expected), len(before), len(todo), len(chunks))
-    judging = Judging(config, os.path.dirname(config.dataset.path), state, len(todo), log)
+    root = os.path.dirname(config.dataset.path)
+    judging = Judging(config, root, state, len(todo), log)
     dispatched, done, rounds = set(), False, 0
     while not done or len(dispatched) < len(chunks):
         news = {"ready": [], "done": False, "entries": {}}
@@ -92,7 +87,7 @@ def follow_edits(config: RunConfig, state: DistState, log) -> tuple[dict[str, An
             news["done"] = folder.look()
             for index, chunk in enumerate(chunks):
                 if index not in dispatched and all(i in folder.entries for i in chunk):
-                    problems = [p for i in chunk if (p := folder.original_problem(folder.entries[i]))]
+                    problems = [p for i in chunk if (p := original_problem(root, folder.entries[i]))]
                     if problems:
                         raise ShardError("; ".join(problems))
                     news["ready"].append(index)

@@ -22,7 +22,7 @@ from shards.dist import DistState, WorkQueue
 from shards.hub import fetch_once
 from shards.journal import JournalWriter, journal_path, journal_paths, read_journals
 from shards.logs import EVERY_RANK, progress
-from shards.store import read_image
+from shards.store import read_image, sha256_file
 
 
 def chunked(todo: list[dict], size: int) -> list[list[dict]]:
@@ -40,6 +40,17 @@ def shown_images(config: RunConfig, root: str, entry: dict[str, Any], shown: str
     if shown == "edited":
         return [edited]
     return [open_image(os.path.join(root, entry["image"])), edited]
+
+
+def original_problem(root: str, entry: dict) -> str | None:
+    """What is wrong with a sample's original image (under the dataset folder `root`) since it was edited: missing
+    or changed; None if it is the image the edit stage saw."""
+    path = os.path.join(root, entry["image"])
+    if not os.path.isfile(path):
+        return f"the original image of sample '{entry['id']}' is missing ({path})"
+    if sha256_file(path) != entry["image_sha256"]:
+        return f"the original image of sample '{entry['id']}' changed since it was edited ({path})"
+    return None
 
 
 def recorded_judgements(config: RunConfig, pixels: dict[str, str], log) -> dict[str, dict]:

@@ -22,7 +22,7 @@ from launch.benchmarks.common import BenchmarkError, Reading, check_rows, refuse
 NAMES = ("gedit", "risebench", "kris", "imgedit")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python3 -m launch import-benchmark", description=__doc__.split("\n\n")[0])
     parser.add_argument("name", choices=NAMES, help="which benchmark SOURCE is a copy of")
     parser.add_argument("source", help="the benchmark's local copy, as downloaded (a folder; for gedit also a "
@@ -59,10 +59,11 @@ def import_benchmark(name: str, source: str, output: str, images: str | None = N
     return write_dataset(reading.rows, output), reading
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str]) -> int:
+    """`import-benchmark`'s arguments (after the subcommand); returns the exit status."""
     args = parse_args(argv)
     if args.name == "gedit" and not _has_pyarrow():
-        return _in_judge_environment(args, argv if argv is not None else sys.argv[1:])
+        return _in_judge_environment(args, argv)
     try:
         path, reading = import_benchmark(args.name, os.path.abspath(args.source), os.path.abspath(args.output),
                                          args.images, args.allow_missing_images)
@@ -89,16 +90,15 @@ def _has_pyarrow() -> bool:
 def _in_judge_environment(args: argparse.Namespace, argv: list[str]) -> int:
     """Run this same import with the judge environment's interpreter (found or built), which has pyarrow."""
     from launch.cli import prepare_environments
-    from shards.config import ConfigError, load_config
     from launch.envs import EnvError
+    from shards.config import REPO_ROOT, ConfigError, load_config
 
-    config = args.config or os.path.join(os.path.dirname(__file__), "..", "..", "configs", "gedit.yaml")
+    config = args.config or os.path.join(REPO_ROOT, "configs", "gedit.yaml")
     try:
         python = prepare_environments(load_config(config), stages=("score",))["score"]
     except (ConfigError, EnvError) as e:
         print(f"error: reading GEdit-Bench's parquet needs the judge environment: {e}", file=sys.stderr)
         return 2
     print(f"[import] reading parquet with the judge environment's {python}", flush=True)
-    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)}
     return subprocess.run([python, "-m", "launch", "import-benchmark", *argv], env=env).returncode
