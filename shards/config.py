@@ -24,6 +24,8 @@ from shards.config_schema import (  # noqa: F401 (re-exported: the config's type
 from shards.typed_yaml import ConfigError, build, set_dotted, where
 
 EXTRA_FIELD = re.compile(r"extra\[([^\]]+)\]")   # a sample's own field in a template: {extra[reference]}
+TEXT_SPEC = re.compile(r"(?:.?[<>^])?0?(\d*)(?:\.\d+)?s?", re.DOTALL)  # a text field's format spec; group 1: width
+MAX_WIDTH = 256      # {id:>100000000} would make every prompt 100 MB; no prompt field needs padding this wide
 
 
 def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> RunConfig:
@@ -188,21 +190,59 @@ def template_names(template: str) -> list[str]:
 
 
 def _check_template(template: str, source: str, keypath: str) -> None:
+    """Every placeholder names a known field, and formats every value that field can hold: a template that fails
+    for some sample would fail after the judge loaded, hours into a run."""
     try:
-        names = template_names(template)
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
+                  if name is not None]
     except ValueError as e:
         raise ConfigError(f"{where(source, keypath)}: not a valid template: {e}") from None
-    for name in names:
-        if name.startswith("extra") and EXTRA_FIELD.fullmatch(name):
-            continue
-        if name not in TEMPLATE_FIELDS or name == "extra":
-            near = difflib.get_close_matches(name, TEMPLATE_FIELDS, n=1, cutoff=0.5)
-            hint = f"; did you mean '{{{near[0]}}}'?" if near and near[0] != "extra" else ""
-            raise ConfigError(
-                f"{where(source, keypath)}: unknown placeholder '{{{name}}}'{hint} (available: "
-                f"{', '.join('{' + f + '}' for f in TEMPLATE_FIELDS if f != 'extra')}, and {{extra[KEY]}} for a "
-                "sample's other fields)"
-            )
+    for name, spec, conversion in fields:
+        _check_placeholder_name(name, source, keypath)
+        problem = _placeholder_problem(name, spec, conversion)
+        if problem:
+            written = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise ConfigError(f"{where(source, keypath)}: placeholder '{written}': {problem}")
+
+
+def _check_placeholder_name(name: str, source: str, keypath: str) -> None:
+    if name.startswith("extra") and EXTRA_FIELD.fullmatch(name):
+        return
+    if name not in TEMPLATE_FIELDS or name == "extra":
+        near = difflib.get_close_matches(name, TEMPLATE_FIELDS, n=1, cutoff=0.5)
+        hint = f"; did you mean '{{{near[0]}}}'?" if near and near[0] != "extra" else ""
+        raise ConfigError(
+            f"{where(source, keypath)}: unknown placeholder '{{{name}}}'{hint} (available: "
+            f"{', '.join('{' + f + '}' for f in TEMPLATE_FIELDS if f != 'extra')}, and {{extra[KEY]}} for a "
+            "sample's other fields)"
+        )
+
+
+def _placeholder_problem(name: str, spec: str, conversion: str | None) -> str | None:
+    """Why a placeholder would fail (or pad a prompt without bound) when a prompt is made, or None.
+
+    The named fields are text; a sample's own field (`extra[KEY]`) may be text, a number, a list or a mapping, and a
+    format spec that fits one of those fails on another, so only text fields take a spec."""
+    if conversion not in (None, "s", "r", "a"):
+        return f"unknown conversion '!{conversion}' (use !s, !r or !a, or none)"
+    extra = EXTRA_FIELD.fullmatch(name)
+    if extra and extra.group(1).isdigit():
+        return "a key of digits is read by Python's format as a list index, not as the field's name: rename the field"
+    if not spec:
+        return None
+    if "{" in spec:
+        return "a placeholder inside a format spec is not supported"
+    if extra:
+        return ("a format spec on a sample's own field is not supported: its value may be text, a number or a list, "
+                "and a spec that fits one fails on another; write the value in the dataset as it should read")
+    width = TEXT_SPEC.fullmatch(spec)
+    if width and width.group(1) and int(width.group(1)) > MAX_WIDTH:
+        return f"a width over {MAX_WIDTH} characters pads the prompt with blanks (at most {MAX_WIDTH})"
+    try:
+        format("text", spec)
+    except ValueError as e:
+        return f"format spec '{spec}' does not apply to text ({e})"
+    return None
 
 
 def prompt_fields(config: RunConfig) -> dict[str, list[str]]:

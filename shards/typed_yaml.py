@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import reprlib
 import types
 import typing
@@ -137,6 +138,9 @@ def _scalar(hint: type, value: Any, source: str, keypath: str) -> Any:
         return float(value)
     if not ok:
         raise ConfigError(f"{where(source, keypath)}: expected {hint.__name__}, got {quote(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        # YAML reads .nan and .inf as floats; no setting means them, and JSON (the recorded config) cannot hold them.
+        raise ConfigError(f"{where(source, keypath)}: must be a finite number, got {value}")
     if isinstance(value, str) and unicode_problem(value):
         raise ConfigError(f"{where(source, keypath)}: {unicode_problem(value)}")
     return value

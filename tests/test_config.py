@@ -259,3 +259,46 @@ def test_a_samples_own_field_in_a_prompt_is_required_of_that_categorys_samples(t
         load_dataset(config.dataset.path, categories=prompt_fields(config))
     assert "sample 'env-01': missing field 'answer', which the judge prompts of category '环境' use " \
            "({extra[answer]})" in str(e.value) and "env-02" in str(e.value) and "phys-01" not in str(e.value)
+
+
+@pytest.mark.parametrize("changes", [{"edit.true_cfg_scale": float("nan")}, {"edit.true_cfg_scale": float("inf")},
+                                     {"edit.lora": [{"path": "some/hub-lora", "scale": float("-inf")}]}])
+def test_a_number_that_is_not_finite_is_refused_at_its_key(tmp_path, changes):
+    # YAML's .nan and .inf are floats; JSON has no way to write them, so the resolved config could not be recorded.
+    keypath = {"edit.true_cfg_scale": "edit.true_cfg_scale", "edit.lora": "edit.lora[0].scale"}[next(iter(changes))]
+    assert f"{keypath}: must be a finite number, got " in _error(tmp_path, changes=changes)
+
+
+def test_a_number_that_is_not_finite_is_refused_from_the_command_line(tmp_path):
+    from shards.config import overrides_from_args, stage_argument_parser
+
+    args = stage_argument_parser("x", "x").parse_args(["--config", "c", "--set", "edit.true_cfg_scale=.nan"])
+    with pytest.raises(ConfigError, match=r"edit.true_cfg_scale: must be a finite number, got nan"):
+        load_config(write_config(tmp_path), overrides_from_args(args))
+
+
+TEMPLATE_KEY = "score.prompts.环境.dimensions.score.user_prompt_template"
+
+
+@pytest.mark.parametrize("template, expected", [
+    ("Do {id!x}.", "'{id!x}': unknown conversion '!x' (use !s, !r or !a, or none)"),
+    ("Do {extra[human_score]:d}.", "'{extra[human_score]:d}': a format spec on a sample's own field"),
+    ("Do {extra[human_score]!r:>5}.", "'{extra[human_score]!r:>5}': a format spec on a sample's own field"),
+    ("Do {id:>100000000}.", "'{id:>100000000}': a width over 256 characters"),
+    ("Do {instruction:d}.", "'{instruction:d}': format spec 'd' does not apply to text"),
+    ("Do {instruction:{category}}.", "'{instruction:{category}}': a placeholder inside a format spec"),
+    ("Do {extra[0]}.", "'{extra[0]}': a key of digits"),
+])
+def test_a_template_that_would_fail_when_a_prompt_is_made_is_refused_at_load(tmp_path, template, expected):
+    message = _error(tmp_path, changes={TEMPLATE_KEY: template + " Score: X"})
+    assert f"{TEMPLATE_KEY}: placeholder {expected}" in message
+
+
+def test_conversions_and_bounded_format_specs_on_text_are_accepted(tmp_path):
+    from score_stage.judge import template_fields
+
+    template = "{id!r} {category:>12} {instruction:.300} {description!s:^20} {extra[answer]!a}. Score: X"
+    config = load_config(write_config(tmp_path, {TEMPLATE_KEY: template}))
+    made = config.score.prompts["环境"].dimensions["score"].user_prompt_template.format(**template_fields(
+        {"id": "e1", "category": "环境", "instruction": "melt it", "extra": {"answer": "水"}}))
+    assert made == "'e1'           环境 melt it " + " " * 20 + " '\\u6c34'. Score: X"
