@@ -2,11 +2,13 @@
 
     python -m edit_stage.imports --config configs/demo.yaml --edits my-model-edits/ --output-dir runs/my-model
 
-`--edits` is a folder of `<id>.png|jpg|jpeg|webp` files, or a JSONL of `{"id": ..., "edited": path}` lines. Every
-image is decoded (EXIF orientation applied) and checked before anything is written: a missing, extra, duplicate
-or undecodable image is named. An edit may have another size than its original; both sizes are recorded. The
-score stage, resuming, the report and the page then work as for the edit stage's own edits. Run it again to
-resume; with other images it is refused, and `--restart` starts over. One process; no model, no GPU.
+`--edits` is a folder of `<id>.png|jpg|jpeg|webp` files (an id's folders are folders there: `FOLDER/a/b.png` for id
+`a/b`), or a JSONL of `{"id": ..., "edited": path}` lines. Every image is decoded as `shards.images.open_image` reads
+it (EXIF orientation applied, 16-bit scaled to 8) and checked before anything is written: a missing, extra,
+duplicate or undecodable image, one outside the source, and one the judge cannot take (`shards.images`: several
+frames, an aspect ratio over 200, too many pixels) is named. An edit may have another size than its original; both
+sizes are recorded. The score stage, resuming, the report and the page then work as for the edit stage's own edits.
+Run it again to resume; with other images it is refused, and `--restart` starts over. One process; no model, no GPU.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from shards.store import MANIFEST_NAME, ShardWriter, sha256_file, write_manifest
 
 
 def read_edit(path: str) -> torch.Tensor:
-    """A brought image as an HWC uint8 RGB tensor, EXIF orientation applied."""
+    """A brought image as an HWC uint8 RGB tensor, read as `open_image` reads an original."""
     return torch.from_numpy(np.asarray(open_image(path), dtype=np.uint8).copy())
 
 
@@ -45,6 +47,8 @@ def check_edits(edits: dict[str, str]) -> None:
     for sample_id, path in edits.items():
         try:
             read_edit(path)
+        except ImageError as e:
+            problems.append(f"{path}: sample '{sample_id}': cannot use the edited image: {e}")
         except (OSError, SyntaxError, ValueError) as e:
             problems.append(f"{path}: sample '{sample_id}': cannot decode the edited image: {e}")
     if problems:

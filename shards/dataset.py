@@ -1,18 +1,19 @@
 """The benchmark dataset (JSONL), the samples a run selects, and their seeds.
 
 Standard library only, so the launcher validates the dataset with it before any environment exists; only
-`check_images`, which the stages call, imports Pillow.
+`check_images`, which the stages call, decodes images (with Pillow, through `shards.images`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from shards.images import ImageError, check_image, open_image  # noqa: F401 - open_image: every stage reads here
 
 REQUIRED_FIELDS = ("id", "category", "image", "instruction")
 MAX_ID_LENGTH = 200
@@ -162,9 +163,16 @@ def id_problem(sample_id: str) -> str | None:
     return None
 
 
+def leaves_folder(root: str, path: str) -> bool:
+    """Whether `path` (relative to the folder `root`, or absolute) is outside that folder once links are resolved:
+    a `../` or absolute path, a link to a file elsewhere, or a file under a linked folder elsewhere."""
+    real_root = os.path.realpath(root)
+    return os.path.commonpath([os.path.realpath(os.path.join(root, path)), real_root]) != real_root
+
+
 def _image_path_problem(root: str, image: str, allow_missing: bool) -> str | None:
     full = os.path.realpath(os.path.join(root, image))
-    if os.path.isabs(image) or os.path.commonpath([full, os.path.realpath(root)]) != os.path.realpath(root):
+    if os.path.isabs(image) or leaves_folder(root, image):
         return f"image path '{image}' leaves the dataset folder {root}"
     if not allow_missing and not os.path.isfile(full):
         return f"image file not found: {full}"
@@ -182,15 +190,17 @@ class ImageCheck:
 
 
 def check_images(samples: Sequence[Sample], dataset_path: str, *, skip_unreadable: bool) -> ImageCheck:
-    """Decode every sample's image once and hash its file, before any model loads.
+    """Decode every sample's image once, as `open_image` will, and hash its file, before any model loads.
 
     Args:
         samples: The samples of this run.
         dataset_path: The JSONL file they come from; image paths are relative to its folder.
-        skip_unreadable: Record a missing or undecodable image in `failed` instead of refusing the dataset.
+        skip_unreadable: Record a missing, undecodable or refused image (`shards.images`: its rules) in `failed`
+            instead of refusing the dataset.
 
     Raises:
-        DatasetError: naming each sample whose image is missing or cannot be decoded (unless skip_unreadable).
+        DatasetError: naming each sample whose image is missing, cannot be decoded or breaks a rule (unless
+            skip_unreadable).
     """
     from PIL import Image
 
@@ -201,12 +211,11 @@ def check_images(samples: Sequence[Sample], dataset_path: str, *, skip_unreadabl
         try:
             with open(path, "rb") as f:
                 data = f.read()
-            with Image.open(io.BytesIO(data)) as image:
-                # Draft mode decodes JPEGs at reduced scale: the whole stream is still read, so truncation shows.
-                image.draft("RGB", (256, 256))
-                image.load()
+            check_image(data)
         except FileNotFoundError:
             failed[sample.id] = f"image file not found: {path}"
+        except ImageError as e:
+            failed[sample.id] = f"cannot use image {sample.image}: {e}"
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
             failed[sample.id] = f"cannot decode image {sample.image}: {e}"
         else:
@@ -216,16 +225,6 @@ def check_images(samples: Sequence[Sample], dataset_path: str, *, skip_unreadabl
         raise DatasetError(list_problems(lines) + "\n(set dataset.skip_unreadable_images: true to "
                            "record such samples as failed and run the rest)")
     return ImageCheck(sha256=digests, failed=failed)
-
-
-def open_image(path: str):
-    """An image file as RGB, the way image viewers and diffusers' `load_image` show it: its EXIF orientation
-    applied (a phone's JPEG with orientation 6 is stored sideways). Every image the tool reads goes through here:
-    dataset originals, brought-back edits, thumbnails."""
-    from PIL import Image, ImageOps
-
-    with Image.open(path) as image:
-        return ImageOps.exif_transpose(image).convert("RGB")
 
 
 def select_samples(samples: Sequence[Any], categories: Sequence[str] | None, limit: int | None,
