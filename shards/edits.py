@@ -1,10 +1,13 @@
 """Edits brought from elsewhere (any model, an API, a fine-tune run outside this tool): where they are, and what
 identifies them.
 
-A source is a folder with one image per sample named `<id>.png`, `.jpg`, `.jpeg` or `.webp`, or a JSONL file of
-`{"id": ..., "edited": path}` lines (paths relative to the JSONL's folder). Missing, extra and duplicate images
-are all named at once, before anything is written. Standard library only: the launcher checks a source before
-it builds any environment; `edit_stage.imports` decodes the images and writes the shards.
+A source is a folder with one image per sample named `<id>.png`, `.jpg`, `.jpeg` or `.webp`, the id's folders as
+folders (`FOLDER/color_alter/en/a1.png` for GEdit-Bench's `color_alter/en/a1`), or a JSONL file of
+`{"id": ..., "edited": path}` lines (paths relative to the JSONL's folder). As for a dataset's images, an image
+must stay inside the source's folder once links are resolved: an absolute or `../` path, or a link (to a file or
+a folder) that leads elsewhere, is refused. Missing, extra and duplicate images are all named at once, before
+anything is written. Standard library only: the launcher checks a source before it builds any environment;
+`edit_stage.imports` decodes the images and writes the shards.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import json
 import os
 from typing import Sequence
 
-from shards.dataset import DatasetError, list_problems
+from shards.dataset import DatasetError, leaves_folder, list_problems
 from shards.store import sha256_file
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
@@ -47,15 +50,31 @@ def _read_folder(folder: str) -> tuple[dict[str, str], list[str]]:
     if not os.path.isdir(folder):
         return {}, [f"{folder}: no such folder or JSONL file of edited images"]
     found, problems = {}, []
-    for name in sorted(os.listdir(folder)):
-        stem, ext = os.path.splitext(name)
-        if ext.lower() not in IMAGE_EXTENSIONS or name.startswith("."):
-            continue
-        if stem in found:
-            problems.append(f"{folder}: two images for sample '{stem}': {os.path.basename(found[stem])} and {name}")
-            continue
-        found[stem] = os.path.join(folder, name)
+    for here, folders, files in os.walk(folder):
+        folders[:] = [d for d in sorted(folders) if _enter(folder, os.path.join(here, d), problems)]
+        for name in sorted(files):
+            stem, ext = os.path.splitext(name)
+            if ext.lower() not in IMAGE_EXTENSIONS or name.startswith("."):
+                continue
+            path = os.path.join(here, name)
+            sample_id = os.path.relpath(os.path.join(here, stem), folder).replace(os.sep, "/")
+            if leaves_folder(folder, path):
+                problems.append(f"{path}: the image is a link to a file outside {folder} ({os.path.realpath(path)})")
+            elif sample_id in found:
+                problems.append(f"{folder}: two images for sample '{sample_id}': "
+                                f"{os.path.relpath(found[sample_id], folder)} and {os.path.relpath(path, folder)}")
+            else:
+                found[sample_id] = path
     return found, problems
+
+
+def _enter(folder: str, path: str, problems: list[str]) -> bool:
+    """Whether to look into the folder `path` under the source `folder`: not a hidden one, and not a link. A link
+    that leaves the source is a problem; one that stays inside is not followed: its images are found where it
+    leads, and a link back up would loop."""
+    if os.path.islink(path) and leaves_folder(folder, path):
+        problems.append(f"{path}: the folder is a link to a folder outside {folder} ({os.path.realpath(path)})")
+    return not os.path.basename(path).startswith(".") and not os.path.islink(path)
 
 
 def _read_jsonl(path: str) -> tuple[dict[str, str], list[str]]:
@@ -76,7 +95,12 @@ def _read_jsonl(path: str) -> tuple[dict[str, str], list[str]]:
             if record["id"] in found:
                 problems.append(f"{path}:{lineno}: sample '{record['id']}' is listed twice")
                 continue
-            edited = os.path.join(root, os.path.expanduser(record["edited"]))
+            edited = os.path.join(root, record["edited"])
+            if os.path.isabs(os.path.expanduser(record["edited"])) or leaves_folder(root, record["edited"]):
+                problems.append(f"{path}:{lineno}: sample '{record['id']}': edited image path '{record['edited']}' "
+                                f"leaves the folder {root} (list images inside the JSONL's folder; a link there "
+                                "must not lead elsewhere)")
+                continue
             if not os.path.isfile(edited):
                 problems.append(f"{path}:{lineno}: sample '{record['id']}': edited image not found: {edited}")
                 continue
