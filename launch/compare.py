@@ -5,45 +5,25 @@ compare.html: a leaderboard (each run's editor and judge, both overall means and
 95 % intervals, and the counts), then, for every pair of runs over the samples both scored, the mean paired
 difference with a paired bootstrap interval (resampled within categories), a two-sided sign-flip permutation
 p-value and wins/ties/losses, overall and per category. Runs judged by another judge, scoring mode or prompts
-are not on one scale: such pairs are refused with the difference named, unless `--allow-different-judges`, which
-shows them with a warning on every figure. Standard library only: no stage environment is needed.
+are not on one scale, and runs of another dataset file (or, behind a shared id, another original image,
+instruction or category) are not paired samples: such pairs are refused with the difference named, unless
+`--allow-different-judges` or `--allow-different-data`, which show them with a warning on every figure.
+Standard library only: no stage environment is needed.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Any
 
+from launch.compare_input import CompareError, distinct_folders, load_run  # noqa: F401 (CompareError re-exported)
 from shards.page import markdown_cell as cell
 from shards.stats import mean, paired_bootstrap, sign_flip_p_value, wins_ties_losses
 from shards.store import atomic_write, atomic_write_json
 
 OUTPUTS = ("compare.json", "compare.md", "compare.html")
-
-
-class CompareError(ValueError):
-    """A run folder that cannot be compared; the message names it."""
-
-
-def load_run(folder: str) -> dict[str, Any]:
-    """A run's report (and its thumbnails when present), named by its folder."""
-    path = os.path.join(folder, "report.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            report = json.load(f)
-    except FileNotFoundError:
-        raise CompareError(f"{folder}: no report.json (run the score stage on it first)") from None
-    except json.JSONDecodeError as e:
-        raise CompareError(f"{path}: not valid JSON: {e}") from None
-    thumbs_path = os.path.join(folder, "thumbnails.json")
-    thumbnails = {}
-    if os.path.isfile(thumbs_path):
-        with open(thumbs_path, encoding="utf-8") as f:
-            thumbnails = json.load(f)
-    return {"folder": os.path.abspath(folder), "report": report, "thumbnails": thumbnails}
 
 
 def judge_scale(report: dict[str, Any]) -> dict[str, Any]:
@@ -59,6 +39,27 @@ def scale_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     """What differs between two runs' judging, named; empty when their scores are on one scale."""
     sa, sb = judge_scale(a["report"]), judge_scale(b["report"])
     return [f"{key}: {sa[key]} vs {sb[key]}" for key in sa if sa[key] != sb[key]]
+
+
+def data_differences(a: dict[str, Any], b: dict[str, Any], names: tuple[str, str]) -> list[str]:
+    """What differs between two runs' data, named; empty when a shared id is the same sample in both: the same
+    dataset file, and behind each shared id the same original image, instruction and category."""
+    digests = [run["report"]["record"].get("dataset", {}).get("sha256") for run in (a, b)]
+    missing = [name for name, digest in zip(names, digests) if digest is None]
+    if missing:
+        return [f"dataset file sha256: not recorded in {' and '.join(n + chr(39) + 's' for n in missing)} "
+                "report.json (written before reports recorded it: run the score stage on that folder again, with "
+                "its config, to rewrite its report; nothing is judged again)"]
+    found = [] if digests[0] == digests[1] else [f"dataset file sha256: {digests[0]} vs {digests[1]}"]
+    sa, sb = ({s["id"]: s for s in run["report"]["samples"]} for run in (a, b))
+    shared = [i for i in sa if i in sb]
+    other = [i for i in shared if any(sa[i].get(k) != sb[i].get(k)
+                                      for k in ("original_sha256", "instruction", "category"))]
+    if other:
+        shown = ", ".join(other[:5]) + (f" and {len(other) - 5} more" if len(other) > 5 else "")
+        found.append(f"{len(other)} of {len(shared)} shared ids have another original image, instruction or "
+                     f"category: {shown}")
+    return found
 
 
 def _interval(entry: dict[str, Any], key: str) -> list[float] | None:
@@ -83,11 +84,15 @@ def scored(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {s["id"]: s for s in run["report"]["samples"] if s["status"] == "ok"}
 
 
-def paired(a: dict[str, Any], b: dict[str, Any], categories: list[str]) -> dict[str, Any]:
+def paired(a: dict[str, Any], b: dict[str, Any], categories: list[str], names: tuple[str, str]) -> dict[str, Any]:
     """A minus B over the samples both scored: mean difference, its paired bootstrap interval, the sign-flip
-    p-value and wins/ties/losses, overall and per category."""
+    p-value and wins/ties/losses, overall and per category; a note instead when no sample was scored by both."""
     sa, sb = scored(a), scored(b)
     common = [i for i in sa if i in sb]
+    if not common:
+        shared = len(set(s["id"] for s in a["report"]["samples"]) & set(s["id"] for s in b["report"]["samples"]))
+        return {"note": f"no sample was scored by both runs ({names[0]} scored {len(sa)}, {names[1]} scored "
+                        f"{len(sb)}, {shared} ids in common): nothing to compare"}
     by_category = {c: [sa[i]["score"] - sb[i]["score"] for i in common if sa[i]["category"] == c]
                    for c in categories}
 
@@ -101,28 +106,48 @@ def paired(a: dict[str, Any], b: dict[str, Any], categories: list[str]) -> dict[
             "categories": {c: figures({c: d}) for c, d in by_category.items()}}
 
 
-def compare(runs: dict[str, dict[str, Any]], allow_different_judges: bool) -> dict[str, Any]:
+def compare(runs: dict[str, dict[str, Any]], allow_different_judges: bool = False,
+            allow_different_data: bool = False) -> dict[str, Any]:
     """compare.json: the leaderboard, every pair (or why it is not compared), and the samples side by side."""
     names = list(runs)
     categories = list(dict.fromkeys(c for r in runs.values() for c in r["report"]["categories"]))
     pairs = []
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            differences = scale_differences(runs[a], runs[b])
-            pair = {"a": a, "b": b, "same_judging": not differences, "differences": differences}
-            if differences and not allow_different_judges:
-                pair["refused"] = ("not compared: the two runs' scores are not on one scale (pass "
-                                   "--allow-different-judges to show them anyway, with a warning)")
-            else:
-                pair.update(paired(runs[a], runs[b], categories))
-                if differences:
-                    pair["warning"] = "different judging: " + "; ".join(differences)
-            pairs.append(pair)
+            pairs.append(compare_pair(runs, (a, b), categories, allow_different_judges, allow_different_data))
     return {"runs": [leaderboard_row(n, runs[n]) for n in names], "categories": categories, "pairs": pairs,
             "samples": side_by_side(runs), "method": {
                 "interval": "95% paired bootstrap, samples resampled within categories, fixed seed",
                 "p_value": "two-sided paired sign-flip permutation test (exact for up to 12 non-zero differences)",
                 "difference": "first run minus second, over the samples both scored"}}
+
+
+def compare_pair(runs: dict[str, dict[str, Any]], names: tuple[str, str], categories: list[str],
+                 allow_different_judges: bool, allow_different_data: bool) -> dict[str, Any]:
+    """One pair: what differs in its judging and its data, then its figures, or why it is not compared."""
+    a, b = (runs[n] for n in names)
+    differences, data = scale_differences(a, b), data_differences(a, b, names)
+    pair = {"a": names[0], "b": names[1], "same_judging": not differences, "differences": differences,
+            "same_data": not data, "data_differences": data}
+    refusals = [(why, flag) for why, flag, found, allowed in (
+        ("the two runs' scores are not on one scale", "--allow-different-judges", differences, allow_different_judges),
+        ("the two runs' samples are not the same samples", "--allow-different-data", data, allow_different_data))
+        if found and not allowed]
+    if refusals:
+        pair["refused"] = (f"not compared: {' and '.join(why for why, _ in refusals)} (pass "
+                           f"{' '.join(flag for _, flag in refusals)} to show them anyway, with a warning)")
+        return pair
+    warnings = [f"{what}: " + "; ".join(found) for what, found in (("different judging", differences),
+                                                                   ("different data", data)) if found]
+    if warnings:
+        pair["warning"] = " | ".join(warnings)
+    pair.update(paired(a, b, categories, names))
+    return pair
+
+
+def pair_differences(pair: dict[str, Any]) -> str:
+    """Everything that differs between a pair's runs, judging then data, as one line."""
+    return "; ".join(pair["differences"] + pair["data_differences"])
 
 
 def side_by_side(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -166,7 +191,10 @@ def markdown(result: dict[str, Any]) -> str:
     for p in result["pairs"]:
         label = cell(f"{p['a']} − {p['b']}") + (" ⚠" if "warning" in p else "")
         if "refused" in p:
-            lines.append(f"| {label} | – | | {cell(p['refused'] + ': ' + '; '.join(p['differences']))} | | | |")
+            lines.append(f"| {label} | – | | {cell(p['refused'] + ': ' + pair_differences(p))} | | | |")
+            continue
+        if "note" in p:
+            lines.append(f"| {label} | – | 0 | {cell(p['note'])} | | | |")
             continue
         for scope, f in [("all", p["overall"]), *p["categories"].items()]:
             lines.append(f"| {label} | {cell(scope)} | {f['n']} | {_f(f['mean_difference'])} | "
@@ -194,15 +222,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True, help="folder for compare.json, compare.md and compare.html")
     parser.add_argument("--allow-different-judges", action="store_true",
                         help="compare runs whose judge, scoring mode or prompts differ, with a warning")
+    parser.add_argument("--allow-different-data", action="store_true",
+                        help="compare runs whose dataset file, or original image, instruction or category behind a "
+                             "shared id, differ, pairing samples by id, with a warning")
     args = parser.parse_args(argv)
     if len(args.runs) < 2:
         parser.error("give at least two run folders")
     try:
+        distinct_folders(args.runs)
         runs = dict(zip(unique_names(args.runs), map(load_run, args.runs)))
     except CompareError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    result = compare(runs, args.allow_different_judges)
+    result = compare(runs, args.allow_different_judges, args.allow_different_data)
     os.makedirs(args.output, exist_ok=True)
     atomic_write_json(os.path.join(args.output, OUTPUTS[0]), result)
     atomic_write(os.path.join(args.output, OUTPUTS[1]), markdown(result).encode("utf-8"))
@@ -210,7 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(result))
     for name in OUTPUTS:
         print(f"[compare] wrote {os.path.join(args.output, name)}")
-    refused = [p for p in result["pairs"] if "refused" in p]
-    for p in refused:
-        print(f"[compare] {p['a']} and {p['b']} were not compared: {'; '.join(p['differences'])}", file=sys.stderr)
+    for p in result["pairs"]:
+        if "refused" in p:
+            print(f"[compare] {p['a']} and {p['b']} were not compared: {pair_differences(p)}", file=sys.stderr)
+        elif "note" in p:
+            print(f"[compare] {p['a']} and {p['b']}: {p['note']}", file=sys.stderr)
     return 0

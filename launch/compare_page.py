@@ -78,9 +78,15 @@ def _pairs(result: dict[str, Any]) -> str:
         label = escape(f"{p['a']} − {p['b']}")
         if "refused" in p:
             rows.append(f'<tr class="refused"><td>{label}</td><td colspan="6">{escape(p["refused"])}: '
-                        f'{escape("; ".join(p["differences"]))}</td></tr>')
+                        f'{escape("; ".join(p["differences"] + p["data_differences"]))}</td></tr>')
             continue
-        warn = f' <span class="warn" title="{escape(p["warning"])}">⚠ different judging</span>' \
+        if "note" in p:
+            rows.append(f'<tr class="refused"><td>{label}</td><td>all</td><td>0</td><td colspan="4">'
+                        f'{escape(p["note"])}</td></tr>')
+            continue
+        differ = " and ".join(w for w, found in (("judging", p["differences"]), ("data", p["data_differences"]))
+                              if found)
+        warn = f' <span class="warn" title="{escape(p["warning"])}">⚠ different {differ}</span>' \
             if "warning" in p else ""
         for scope, f in [("all", p["overall"]), *p["categories"].items()]:
             rows.append(f'<tr class="pair" data-scope="{escape(scope)}"><td>{label}{warn}</td><td>{escape(scope)}'

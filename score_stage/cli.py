@@ -119,7 +119,9 @@ def write_outputs(config: RunConfig, manifest: dict, entries: list[dict], judged
     from score_stage.report import build_report, format_score, markdown_table, write_report
     from score_stage.results import failed_result
 
-    results = [judged[e["id"]] if e["status"] == "ok" else failed_result(e) for e in entries]
+    # Each result names its original image's digest, so that `launch compare` pairs only the same samples.
+    results = [{**(judged[e["id"]] if e["status"] == "ok" else failed_result(e)),
+                "original_sha256": e.get("image_sha256")} for e in entries]
     key = config.score.human_score_key
     human = {e["id"]: float(e["extra"][key]) for e in entries if e.get("extra", {}).get(key) is not None}
     report = build_report(
@@ -143,10 +145,11 @@ def write_outputs(config: RunConfig, manifest: dict, entries: list[dict], judged
 
 
 def run_record(config: RunConfig, manifest: dict) -> dict[str, Any]:
-    """What makes the scores reproducible: editor and judge (hub revision, or the local files' fingerprint),
-    every prompt's sha256 and the decoding settings, the seeds, the tool's version and both environments."""
+    """What makes the scores reproducible: the dataset file's sha256, editor and judge (hub revision, or the local
+    files' fingerprint), every prompt's sha256 and the decoding settings, the seeds, the tool's version and both
+    environments."""
     judge = config.score.model
-    return {"editor": manifest["model"],
+    return {"dataset": {k: manifest["dataset"][k] for k in ("path", "sha256")}, "editor": manifest["model"],
             "judge": {"model": judge, "revision": hub_revision(judge),
                       "fingerprint": run_identity(config, "score")["score.model files fingerprint"]},
             "judging": judging_record(config.score),

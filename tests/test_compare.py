@@ -4,21 +4,24 @@ other scales refused."""
 import json
 import os
 import re
+import shutil
 
 import pytest
 
-from conftest import base_python, chromium, console_messages, needs_chromium, run_module, torchrun, write_config
+from conftest import REPO, base_python, chromium, console_messages, needs_chromium, run_module, torchrun, write_config
 from launch.compare import compare, markdown
+from launch.compare_page import build_page
 
 
-def _report(name, scores, judge="tiny/judge", mode="expected", prompts="p1"):
+def _report(name, scores, judge="tiny/judge", mode="expected", prompts="p1", dataset="d1", originals=None):
     samples = [{"id": i, "category": c, "instruction": f"do {i}", "score": s, "status": "ok" if s is not None
-                else "unparsed"} for i, c, s in scores]
+                else "unparsed", "original_sha256": (originals or {}).get(i, f"o-{i}")} for i, c, s in scores]
     cats = list(dict.fromkeys(c for _, c, _ in scores))
     return {"folder": f"/runs/{name}", "thumbnails": {}, "report": {
         "edit_model": f"editor {name}", "judge_model": judge, "scoring_mode": mode,
         "record": {"judge": {"revision": None, "fingerprint": "f"}, "judging": {"answer_prefix": "Score: ",
-                                                                                 "prompts_sha256": prompts}},
+                                                                                 "prompts_sha256": prompts},
+                   "dataset": {"path": "/data/b.jsonl", "sha256": dataset}},
         "overall": {"count": len(samples), "scored": sum(s["score"] is not None for s in samples), "unparsed": 0,
                     "failed": 0, "mean_over_samples": 1.0, "mean_over_categories": 1.0},
         "categories": {c: {"mean": 1.0, "count": 1, "scored": 1} for c in cats}, "samples": samples}}
@@ -52,6 +55,111 @@ def test_runs_on_other_scales_are_named_and_not_compared_unless_allowed(change, 
     assert "⚠" in markdown(compare(runs, allow_different_judges=True))
 
 
+def test_runs_of_other_data_are_named_and_not_compared_unless_allowed():
+    # The same ids, but another dataset file, and other originals or instructions behind two of them.
+    other = _report("b", B, dataset="d2", originals={"s1": "o-other"})
+    other["report"]["samples"][1]["instruction"] = "do something else"
+    runs = {"a": _report("a", A), "b": other}
+    (pair,) = compare(runs, allow_different_judges=False)["pairs"]
+    named = ["dataset file sha256: d1 vs d2",
+             "2 of 4 shared ids have another original image, instruction or category: s1, s2"]
+    assert "refused" in pair and "overall" not in pair and pair["data_differences"] == named
+    assert "--allow-different-data" in pair["refused"] and all(n in markdown(compare(runs)) for n in named)
+    (allowed,) = compare(runs, allow_different_judges=False, allow_different_data=True)["pairs"]
+    assert allowed["overall"]["n"] == 3 and all(n in allowed["warning"] for n in named)
+    assert markdown(compare(runs, allow_different_data=True)).count("⚠") >= 1 + len(allowed["categories"])
+    page = build_page(compare(runs, allow_different_data=True), runs)
+    assert page.count("⚠ different data") == 1 + len(allowed["categories"])     # on every figure's row
+
+
+def test_one_replaced_original_image_is_enough_to_refuse_a_pair():
+    runs = {"a": _report("a", A), "b": _report("b", B, originals={"s3": "o-replaced"})}
+    (pair,) = compare(runs, allow_different_judges=False)["pairs"]
+    assert pair["data_differences"] == ["1 of 4 shared ids have another original image, instruction or category: "
+                                        "s3"] and "refused" in pair
+
+
+def test_a_report_that_does_not_record_its_data_is_refused_naming_what_is_missing():
+    old = _report("b", B)
+    del old["report"]["record"]["dataset"]
+    for s in old["report"]["samples"]:
+        del s["original_sha256"]
+    (pair,) = compare({"a": _report("a", A), "b": old}, allow_different_judges=False)["pairs"]
+    assert "refused" in pair and pair["data_differences"] == [
+        "dataset file sha256: not recorded in b's report.json (written before reports recorded it: run the score "
+        "stage on that folder again, with its config, to rewrite its report; nothing is judged again)"]
+
+
+def test_runs_with_no_sample_in_common_say_so_plainly():
+    runs = {"a": _report("a", A), "b": _report("b", [("t1", "x", 4.0), ("t2", "y", 5.0)])}
+    result = compare(runs, allow_different_judges=False)
+    (pair,) = result["pairs"]
+    assert pair["note"] == "no sample was scored by both runs (a scored 3, b scored 2, 0 ids in common): " \
+                           "nothing to compare" and "overall" not in pair
+    text = markdown(result)
+    assert pair["note"] in text and "None" not in text and "nan" not in text.lower()
+    assert pair["note"] in build_page(result, runs)
+
+
+def _run_folder(tmp_path, name, report):
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "report.json").write_text(json.dumps(report), encoding="utf-8")
+    return str(folder)
+
+
+def test_the_same_run_given_twice_is_refused_also_through_a_symlink(tmp_path, capsys):
+    from launch.compare import main
+
+    folder = _run_folder(tmp_path, "a", _report("a", A)["report"])
+    os.symlink(folder, tmp_path / "link")
+    for second in (folder, str(tmp_path / "link"), folder + "/"):
+        assert main([folder, second, "--output", str(tmp_path / "out")]) == 2
+        assert f"{folder} and {second} are the same run folder" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "out")
+
+
+def _broken(report, change):
+    report = json.loads(json.dumps(report))
+    change(report)
+    return report
+
+
+@pytest.mark.parametrize("change, named", [
+    (lambda r: r["samples"][1].update(score="high"),
+     "samples[1].score: expected a number for a scored sample, got 'high'"),
+    (lambda r: r["samples"][1].update(score=None), "samples[1].score: expected a number for a scored sample, got null"),
+    (lambda r: r["samples"][3].update(score=2.0), "samples[3].score: expected null for a sample with status "
+                                                  "'unparsed', got 2.0"),
+    (lambda r: r.pop("overall"), "overall: expected an object, got nothing (the key is missing)"),
+    (lambda r: r.pop("samples"), "samples: expected a list, got nothing (the key is missing)"),
+    (lambda r: r["overall"].update(mean_over_samples="4.5"), "overall.mean_over_samples: expected a number or null, "
+                                                             "got '4.5'"),
+    (lambda r: r["categories"]["x"].update(count=-1), "categories.x.count: expected a count (0 or more), got -1"),
+    (lambda r: r["samples"][0].update(status="done"), "samples[0].status: expected one of ok, unparsed, failed, got "
+                                                      "'done'"),
+    (lambda r: r["samples"][2].update(id="s1"), "samples[2].id: 's1' appears twice (first at samples[0])"),
+    (lambda r: r["record"]["dataset"].update(sha256=7), "record.dataset.sha256: expected text, got 7"),
+    (lambda r: r.update(judge_model=None), "judge_model: expected text, got null"),
+])
+def test_a_hand_edited_report_is_refused_naming_the_file_and_field(tmp_path, change, named):
+    from launch.compare import CompareError, load_run
+
+    folder = _run_folder(tmp_path, "a", _broken(_report("a", A)["report"], change))
+    with pytest.raises(CompareError) as e:
+        load_run(folder)
+    assert str(e.value) == f"{folder}/report.json: {named}"
+
+
+def test_thumbnails_that_are_not_valid_json_are_named(tmp_path):
+    from launch.compare import CompareError, load_run
+
+    folder = _run_folder(tmp_path, "a", _report("a", A)["report"])
+    (tmp_path / "a" / "thumbnails.json").write_text("{", encoding="utf-8")
+    with pytest.raises(CompareError, match=r"a/thumbnails.json: not valid JSON"):
+        load_run(folder)
+
+
 @pytest.mark.slow
 @needs_chromium
 def test_two_demo_runs_with_different_edit_seeds_compare_on_one_page(pythons, demo_run, tmp_path):
@@ -75,3 +183,58 @@ def test_two_demo_runs_with_different_edit_seeds_compare_on_one_page(pythons, de
     assert len(re.findall(r'<article class="row"', dom)) == 10 and "10 of 10 samples" in dom
     assert len(re.findall(r'<img src="data:image/jpeg', dom)) == 10 * 3      # the original and both edits
     assert len(re.findall(r'<tr class="pair"', dom)) == 6                    # all, and each of five categories
+
+
+@pytest.mark.slow
+def test_a_demo_run_pairs_with_its_copy_but_not_with_a_run_of_other_data(pythons, demo_run, tmp_path):
+    config, run = demo_run
+    copy = str(tmp_path / "copy")
+    shutil.copytree(run, copy)
+    done = run_module(base_python(), ["-m", "launch", "compare", run, copy, "--output", str(tmp_path / "same")])
+    assert done.returncode == 0, done.stdout + done.stderr
+    (pair,) = json.loads((tmp_path / "same" / "compare.json").read_text(encoding="utf-8"))["pairs"]
+    assert pair["same_data"] and pair["overall"]["n"] == 10 and pair["overall"]["mean_difference"] == 0
+
+    # The demo dataset with one instruction changed: the same ids, two of them judged.
+    shutil.copytree(os.path.join(REPO, "demo", "data"), tmp_path / "data")
+    lines = (tmp_path / "data" / "benchmark.jsonl").read_text(encoding="utf-8").splitlines()
+    first = json.loads(lines[0])
+    lines[0] = json.dumps({**first, "instruction": "Paint the glass red."}, ensure_ascii=False)
+    (tmp_path / "data" / "benchmark.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    other_config = write_config(tmp_path, {"dataset.path": str(tmp_path / "data" / "benchmark.jsonl"),
+                                           "dataset.limit": 2})
+    other = str(tmp_path / "other")
+    for python, module in ((pythons["edit"], "edit_stage"), (pythons["score"], "score_stage")):
+        done = torchrun(python, module, 2, ["--config", other_config, "--output-dir", other])
+        assert done.returncode == 0, done.stdout + done.stderr
+    done = run_module(base_python(), ["-m", "launch", "compare", run, other, "--output", str(tmp_path / "o")])
+    assert done.returncode == 0, done.stdout + done.stderr
+    (pair,) = json.loads((tmp_path / "o" / "compare.json").read_text(encoding="utf-8"))["pairs"]
+    digests = [json.loads(open(os.path.join(f, "manifest.json"), encoding="utf-8").read())["dataset"]["sha256"]
+               for f in (run, other)]
+    assert "refused" in pair and pair["data_differences"] == [
+        f"dataset file sha256: {digests[0]} vs {digests[1]}",
+        f"1 of 2 shared ids have another original image, instruction or category: {first['id']}"]
+    assert f"were not compared: dataset file sha256: {digests[0]} vs {digests[1]}" in done.stderr
+
+
+@pytest.mark.slow
+def test_a_report_written_before_the_data_was_recorded_is_rewritten_by_running_the_score_stage_again(
+        pythons, demo_run, tmp_path):
+    config, run = demo_run
+    copy = str(tmp_path / "copy")
+    shutil.copytree(run, copy)
+    path = os.path.join(copy, "report.json")
+    report = json.loads(open(path, encoding="utf-8").read())
+    del report["record"]["dataset"]
+    for sample in report["samples"]:
+        del sample["original_sha256"]
+    open(path, "w", encoding="utf-8").write(json.dumps(report))
+    done = run_module(base_python(), ["-m", "launch", "compare", run, copy, "--output", str(tmp_path / "c")])
+    assert "dataset file sha256: not recorded in copy's report.json" in done.stderr
+    done = torchrun(pythons["score"], "score_stage", 2, ["--config", config, "--output-dir", copy])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 to judge" in done.stdout + done.stderr
+    done = run_module(base_python(), ["-m", "launch", "compare", run, copy, "--output", str(tmp_path / "c")])
+    (pair,) = json.loads((tmp_path / "c" / "compare.json").read_text(encoding="utf-8"))["pairs"]
+    assert pair["same_data"] and pair["overall"]["n"] == 10
