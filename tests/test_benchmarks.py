@@ -90,9 +90,10 @@ def gedit_copy(root):
 COPIES = {"risebench": risebench_copy, "kris": kris_copy, "imgedit": imgedit_copy, "gedit": gedit_copy}
 
 
-def _import(name, source, output, *more):
-    # GEdit-Bench's parquet needs pyarrow: this suite's interpreter is the judge environment's, which has it.
-    python = sys.executable if name == "gedit" else base_python()
+def _import(name, source, output, *more, python=sys.executable):
+    # The import decodes every image (Pillow) and GEdit-Bench's parquet needs pyarrow: this suite's interpreter is
+    # the judge environment's, which has both. The launcher's bare Python hands the import to that environment
+    # (tested below, with the demo's config, whose environment this suite runs in).
     return subprocess.run([python, "-m", "launch", "import-benchmark", name, str(source), "--output", str(output),
                            *more], cwd=REPO, env={**os.environ, "PYTHONPATH": REPO}, capture_output=True, text=True)
 
@@ -198,6 +199,117 @@ def test_an_import_never_writes_over_an_earlier_one(tmp_path):
     assert again.returncode == 2 and "benchmark.jsonl exists" in again.stderr
 
 
+def _outside(tmp_path, source: str, name: str) -> list[str]:
+    """Files of the benchmark's copy replaced by links that leave it; the words its refusal must contain."""
+    elsewhere = tmp_path / "elsewhere"
+    _png(str(elsewhere / "x.png"))
+    if name == "risebench":                 # an image that is a link to a system file, a reference image outside
+        image = os.path.join(source, "data", "causal_reasoning_images", "2.png")
+        reference = os.path.join(source, "data", "logical_reasoning_images", "3_ref.png")
+        os.remove(image), os.remove(reference)
+        os.symlink("/etc/hostname", image)
+        os.symlink(elsewhere / "x.png", reference)
+        return [f"causal_reasoning_2: {image} leads outside the source", f"({os.path.realpath('/etc/hostname')})",
+                f"logical_reasoning_3: {reference} leads outside the source"]
+    task = os.path.join(source, "KRIS_Bench", "color_change")      # kris: a task folder that is a link elsewhere
+    os.rename(task, elsewhere / "color_change")
+    os.symlink(elsewhere / "color_change", task)
+    return [f"color_change/1: {task}/1.jpg leads outside the source"]
+
+
+@pytest.mark.parametrize("name", ["risebench", "kris"])
+def test_a_file_that_leads_outside_the_source_is_refused_and_nothing_written(name, tmp_path):
+    source, output = COPIES[name](str(tmp_path / "source")), tmp_path / "out"
+    expected = _outside(tmp_path, source, name)
+    done = _import(name, source, output)
+    assert done.returncode == 2, done.stdout
+    for words in expected:
+        assert words in done.stderr, done.stderr
+    assert not os.path.exists(output)
+
+
+def _undecodable(source: str, name: str) -> list[str]:
+    """One image of the benchmark's copy that cannot be read, or that the judge cannot take; the words its refusal
+    must contain."""
+    if name == "risebench":                 # not an image at all
+        path = os.path.join(source, "data", "temporal_reasoning_images", "1.png")
+        with open(path, "w") as f:
+            f.write("not an image")
+        return [f"temporal_reasoning_1: cannot decode image {path}"]
+    if name == "kris":                      # the reference image is cut short
+        path = os.path.join(source, "KRIS_Bench", "physics", "1_gt.png")
+        with open(path, "rb") as f:
+            data = f.read()
+        with open(path, "wb") as f:
+            f.write(data[: len(data) // 2])
+        return [f"physics/1: cannot decode image {path}"]
+    if name == "imgedit":                   # an animation and a strip the judge refuses
+        path = os.path.join(source, "Benchmark", "singleturn", "style", "000278574.jpg")
+        frames = [Image.new("RGB", (16, 16), c) for c in ((255, 0, 0), (0, 0, 255))]
+        frames[0].save(path, "GIF", save_all=True, append_images=frames[1:])
+        strip = os.path.join(source, "Benchmark", "singleturn", "for_add", "000236569.jpg")
+        Image.new("RGB", (4000, 2)).save(strip, "JPEG")
+        return [f"673: cannot use image {path}: it has 2 frames (GIF)",
+                f"97: cannot use image {strip}: its aspect ratio (4000x2) is over 200:1"]
+    import pyarrow.parquet as pq            # gedit: an embedded PNG whose data is cut short
+
+    path = os.path.join(source, "data", "train-00000-of-00001.parquet")
+    rows = pq.read_table(path).to_pylist()
+    rows[0]["input_image"] = {"bytes": rows[0]["input_image"]["bytes"][:60], "path": None}
+    import pyarrow as pa
+
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return ["color_alter/en/a1: cannot decode the embedded image"]
+
+
+@pytest.mark.parametrize("name", list(COPIES))
+def test_an_image_that_cannot_be_read_is_refused_before_anything_is_written(name, tmp_path):
+    source, output = COPIES[name](str(tmp_path / "source")), tmp_path / "out"
+    expected = _undecodable(source, name)
+    done = _import(name, source, output)
+    assert done.returncode == 2, done.stdout
+    for words in expected:
+        assert words in done.stderr, done.stderr
+    assert not os.path.exists(output)
+
+
+def test_a_16_bit_image_is_imported(tmp_path):
+    import numpy as np
+
+    source, output = risebench_copy(str(tmp_path / "source")), tmp_path / "out"
+    gradient = Image.fromarray(np.arange(65536, dtype=np.uint16).reshape(256, 256))
+    gradient.save(os.path.join(source, "data", "temporal_reasoning_images", "1.png"))
+    done = _import("risebench", source, output)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_hub_cache_snapshot_whose_files_link_into_its_blobs_is_imported(tmp_path):
+    # huggingface_hub's cache: snapshots/<revision>/<file> are links to ../../blobs/<hash>, outside the snapshot.
+    repo = tmp_path / "hub" / "datasets--PhoenixZ810--RISEBench"
+    snapshot = repo / "snapshots" / "0123abc"
+    risebench_copy(str(snapshot))
+    os.makedirs(repo / "blobs")
+    for folder, _, files in os.walk(snapshot):
+        for name in files:
+            path = os.path.join(folder, name)
+            blob = repo / "blobs" / f"{len(os.listdir(repo / 'blobs')):04d}"
+            os.rename(path, blob)
+            os.symlink(os.path.relpath(blob, folder), path)
+    done = _import("risebench", snapshot, tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    assert os.path.isfile(tmp_path / "out" / "images" / "logical_reasoning_images" / "3_ref.png")
+
+
+def test_the_launchers_bare_python_finds_a_broken_copy_before_any_environment(tmp_path):
+    source, output = risebench_copy(str(tmp_path / "source")), tmp_path / "out"
+    expected = _break("risebench", source)
+    done = _import("risebench", source, output, python=base_python())
+    assert done.returncode == 2, done.stdout
+    for words in expected:
+        assert words in done.stderr, done.stderr
+    assert "judge environment" not in done.stdout + done.stderr
+
+
 def _run_config(name, dataset, folder):
     """The benchmark's config (its categories, prompts and filters) with the demo's tiny models and CPU ranks."""
     with open(os.path.join(REPO, "configs", f"{name}.yaml"), encoding="utf-8") as f:
@@ -235,6 +347,21 @@ def test_an_imported_benchmark_runs_end_to_end_on_the_demo_models(name, pythons,
 
 
 @pytest.mark.slow
+def test_the_launchers_bare_python_decodes_the_images_in_the_judge_environment(pythons, tmp_path):
+    done = subprocess.run([base_python(), "-c", "import PIL"], capture_output=True)
+    assert done.returncode != 0                          # the bare Python has no Pillow: the import must delegate
+    source, output = kris_copy(str(tmp_path / "source")), tmp_path / "out"
+    expected = _undecodable(source, "kris")
+    done = _import("kris", source, output, "--config", DEMO_CONFIG, python=base_python())
+    assert done.returncode == 2 and expected[0] in done.stderr, done.stdout + done.stderr
+    assert f"decoding the images with the judge environment's {pythons['score']}" in done.stdout
+    os.remove(os.path.join(source, "KRIS_Bench", "physics", "1_gt.png"))
+    _png(os.path.join(source, "KRIS_Bench", "physics", "1_gt.png"))
+    done = _import("kris", source, output, "--config", DEMO_CONFIG, python=base_python())
+    assert done.returncode == 0 and "kris: 2 samples in 2 categories" in done.stdout, done.stdout + done.stderr
+
+
+@pytest.mark.slow
 def test_the_launchers_bare_python_reads_gedits_parquet_in_the_judge_environment(pythons, tmp_path):
     done = subprocess.run([base_python(), "-c", "import pyarrow"], capture_output=True)
     assert done.returncode != 0                          # the bare Python has no pyarrow: the import must delegate
@@ -243,5 +370,5 @@ def test_the_launchers_bare_python_reads_gedits_parquet_in_the_judge_environment
                            "--config", DEMO_CONFIG], cwd=REPO, env={**os.environ, "PYTHONPATH": REPO},
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"reading parquet with the judge environment's {pythons['score']}" in done.stdout
+    assert f"reading parquet and decoding the images with the judge environment's {pythons['score']}" in done.stdout
     assert "gedit: 4 samples in 2 categories" in done.stdout

@@ -5,8 +5,12 @@
 NAME is `gedit`, `risebench`, `kris` or `imgedit`; SOURCE the local copy a user downloaded. It writes
 `DIR/benchmark.jsonl` and the images beside it (copied as they are; GEdit-Bench's embedded images written as their
 bytes), each sample with its source's id, category and the fields that matter under its own keys. The source is
-checked whole first, every problem named; nothing is written until it checks out. `configs/<NAME>.yaml` runs the
-result. GEdit-Bench's parquet needs pyarrow: the launcher runs that import in the judge's environment.
+checked whole first, every problem named; nothing is written until it checks out: its fields and paths (a file
+that leads outside the source, by a link, is refused), then every image, decoded as the dataset loader will decode
+it (`shards.images`), so that an import that succeeds is a dataset the stages take. `configs/<NAME>.yaml` runs the
+result. Decoding needs Pillow and GEdit-Bench's parquet pyarrow, which the launcher's bare Python lacks: it checks
+what it can itself (a wrong copy is named at once), then runs the import in the judge's environment (built first
+if needed).
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import os
 import subprocess
 import sys
 
-from launch.benchmarks.common import BenchmarkError, Reading, check_rows, refuse, write_dataset
+from launch.benchmarks.common import (BenchmarkError, Reading, check_rows, image_problems, outside_problems, refuse,
+                                     source_root, write_dataset)
 
 NAMES = ("gedit", "risebench", "kris", "imgedit")
 
@@ -33,8 +38,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="keep a sample whose image file is missing (run it with dataset.skip_unreadable_images: "
                              "true, which records it as failed) instead of refusing the source")
     parser.add_argument("--config", default=None,
-                        help="gedit: the config whose judge environment reads the parquet (default: "
-                             "configs/gedit.yaml)")
+                        help="the config whose judge environment decodes the images and reads GEdit-Bench's "
+                             "parquet, where this Python cannot (default: configs/NAME.yaml)")
     return parser.parse_args(argv)
 
 
@@ -45,28 +50,46 @@ def read(name: str, source: str, images: str | None = None) -> Reading:
 
 def import_benchmark(name: str, source: str, output: str, images: str | None = None,
                      allow_missing_images: bool = False) -> tuple[str, Reading]:
-    """Read, check and write; returns the dataset's path and what was read.
+    """Read, check, decode every image and write; returns the dataset's path and what was read.
 
     Raises:
         BenchmarkError: naming every problem of the source; nothing is written then.
+    """
+    reading = checked(name, source, images, allow_missing_images)
+    # Decoding takes a while: it waits until the source's fields and paths check out.
+    refuse(image_problems(reading.rows), source)
+    return write_dataset(reading.rows, output), reading
+
+
+def checked(name: str, source: str, images: str | None, allow_missing_images: bool) -> Reading:
+    """The source read, its fields, ids and paths checked (what the standard library can check).
+
+    Raises:
+        BenchmarkError: naming every problem found.
     """
     if not os.path.exists(source):
         raise BenchmarkError(f"{source}: no such file or folder")
     reading = read(name, source, images)
     if not reading.rows and not reading.problems:
         reading.problems.append("no samples found")
-    refuse(reading.problems + check_rows(reading.rows, allow_missing_images), source)
-    return write_dataset(reading.rows, output), reading
+    roots = [source_root(folder) for folder in (source, images) if folder]
+    refuse(reading.problems + check_rows(reading.rows, allow_missing_images) + outside_problems(reading.rows, roots),
+           source)
+    return reading
 
 
 def main(argv: list[str]) -> int:
     """`import-benchmark`'s arguments (after the subcommand); returns the exit status."""
     args = parse_args(argv)
-    if args.name == "gedit" and not _has_pyarrow():
-        return _in_judge_environment(args, argv)
+    source, output = os.path.abspath(args.source), os.path.abspath(args.output)
+    images = args.images and os.path.abspath(args.images)
     try:
-        path, reading = import_benchmark(args.name, os.path.abspath(args.source), os.path.abspath(args.output),
-                                         args.images, args.allow_missing_images)
+        missing = _missing_modules(args.name)
+        if missing:
+            if args.name != "gedit":        # a wrong copy is named now, not after an environment is built
+                checked(args.name, source, images, args.allow_missing_images)
+            return _in_judge_environment(args, argv, missing)
+        path, reading = import_benchmark(args.name, source, output, images, args.allow_missing_images)
     except BenchmarkError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
@@ -79,26 +102,31 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _has_pyarrow() -> bool:
-    try:
-        import pyarrow.parquet  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def _missing_modules(name: str) -> list[str]:
+    """What this Python lacks for the import: Pillow to decode the images, pyarrow to read GEdit-Bench's parquet."""
+    needed = {**({"pyarrow.parquet": "reading parquet"} if name == "gedit" else {}), "PIL": "decoding the images"}
+    missing = []
+    for module, use in needed.items():
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(use)
+    return missing
 
 
-def _in_judge_environment(args: argparse.Namespace, argv: list[str]) -> int:
-    """Run this same import with the judge environment's interpreter (found or built), which has pyarrow."""
+def _in_judge_environment(args: argparse.Namespace, argv: list[str], missing: list[str]) -> int:
+    """Run this same import with the judge environment's interpreter (found or built), which has Pillow and
+    pyarrow."""
     from launch.cli import prepare_environments
     from launch.envs import EnvError
     from shards.config import REPO_ROOT, ConfigError, load_config
 
-    config = args.config or os.path.join(REPO_ROOT, "configs", "gedit.yaml")
+    config = args.config or os.path.join(REPO_ROOT, "configs", f"{args.name}.yaml")
     try:
         python = prepare_environments(load_config(config), stages=("score",))["score"]
     except (ConfigError, EnvError) as e:
-        print(f"error: reading GEdit-Bench's parquet needs the judge environment: {e}", file=sys.stderr)
+        print(f"error: {' and '.join(missing)} needs the judge environment: {e}", file=sys.stderr)
         return 2
-    print(f"[import] reading parquet with the judge environment's {python}", flush=True)
+    print(f"[import] {' and '.join(missing)} with the judge environment's {python}", flush=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)}
     return subprocess.run([python, "-m", "launch", "import-benchmark", *argv], env=env).returncode

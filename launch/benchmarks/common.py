@@ -1,7 +1,9 @@
 """What every importer shares: a sample read from a benchmark's own files, the checks that run before anything is
 written, and the writing of `benchmark.jsonl` with its images beside it.
 
-Standard library only (the launcher's bare Python runs it); reading parquet is the one exception, in `gedit`.
+Standard library only at import (the launcher's bare Python reads a source and checks its paths); decoding the
+images (`image_problems`, Pillow) and reading parquet (`gedit`, pyarrow) need the judge's environment, where the
+launcher runs the import when its own Python lacks them.
 """
 
 from __future__ import annotations
@@ -107,6 +109,60 @@ def check_rows(rows: list[Row], allow_missing_images: bool) -> list[str]:
             if not os.path.isfile(copy):
                 problems.append(f"{row.id}: file {copy} does not exist")
     return problems
+
+
+def source_root(folder: str) -> str:
+    """The real folder that the files of the source `folder` may lead into: the folder itself or, for a snapshot of
+    the Hugging Face hub's cache (whose files are links to `../../blobs/<hash>`), the repository's cache folder,
+    which holds its snapshots and their blobs."""
+    real = os.path.realpath(folder)
+    parts = real.split(os.sep)
+    for i in range(len(parts) - 2, 0, -1):
+        if parts[i] == "snapshots" and os.path.isdir(os.sep.join(parts[:i] + ["blobs"])):
+            return os.sep.join(parts[:i])
+    return real
+
+
+def outside_problems(rows: list[Row], roots: list[str]) -> list[str]:
+    """Every file to copy that leads outside the source's `roots` once links are resolved (a link to a file
+    elsewhere, a file under a linked folder elsewhere): the import would copy a file that is not the benchmark's,
+    a system file say."""
+    problems = []
+    for row in rows:
+        for path in _files(row):
+            real = os.path.realpath(path)
+            if not any(os.path.commonpath([real, root]) == root for root in roots):
+                problems.append(f"{row.id}: {path} leads outside the source {' or '.join(roots)} ({real}); copy "
+                                "the file into the source instead of linking to it")
+    return problems
+
+
+def image_problems(rows: list[Row]) -> list[str]:
+    """Every image the import would write that the dataset loader would refuse: decoded as it will decode it
+    (`shards.images.check_image`), so that an import that succeeds is a dataset the stages take."""
+    from shards.images import ImageError, check_image
+
+    problems = []
+    for row in rows:
+        images = [(f"image {path}", path) for path in _files(row)]
+        images += [("the embedded image", None)] if row.data is not None else []
+        for what, path in images:
+            try:
+                if path is None:
+                    check_image(row.data)
+                else:
+                    with open(path, "rb") as f:
+                        check_image(f.read())
+            except ImageError as e:
+                problems.append(f"{row.id}: cannot use {what}: {e}")
+            except (OSError, SyntaxError, ValueError) as e:
+                problems.append(f"{row.id}: cannot decode {what}: {e}")
+    return problems
+
+
+def _files(row: Row) -> list[str]:
+    """The source's files the row copies, those that exist (a missing one is `check_rows`' problem)."""
+    return [path for path in (row.source, *row.copies.values()) if path is not None and os.path.isfile(path)]
 
 
 def refuse(problems: list[str], source: str, shown: int = 20) -> None:
