@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -80,8 +81,10 @@ def test_a_jsonl_source_another_size_and_exif_orientation(pythons, demo_run, tmp
     exif = Image.Exif()
     exif[0x0112] = 6                                                         # shown rotated: 64x32 stored
     Image.new("RGB", (64, 32), (9, 9, 9)).save(edits / "sideways.jpg", exif=exif)
-    lines = [{"id": i, "edited": f"{i}.png"} for i in pixels if i not in ("phys-01", "phys-02")]
-    lines += [{"id": "phys-01", "edited": "big.png"}, {"id": "phys-02", "edited": "sideways.jpg"}]
+    Image.fromarray(np.arange(65536, dtype=np.uint16).reshape(256, 256)).save(edits / "deep.png")     # 16-bit
+    lines = [{"id": i, "edited": f"{i}.png"} for i in pixels if i not in ("phys-01", "phys-02", "ref-01")]
+    lines += [{"id": "phys-01", "edited": "big.png"}, {"id": "phys-02", "edited": "sideways.jpg"},
+              {"id": "ref-01", "edited": "deep.png"}]
     (edits / "list.jsonl").write_text("\n".join(json.dumps(line) for line in lines))
     out = str(tmp_path / "out")
     done = run_module(pythons["edit"], ["-m", "edit_stage.imports", "--config", config, "--output-dir", out,
@@ -91,3 +94,5 @@ def test_a_jsonl_source_another_size_and_exif_orientation(pythons, demo_run, tmp
     assert (samples["phys-01"]["width"], samples["phys-01"]["height"]) == (96, 80)
     assert (samples["phys-01"]["original_width"], samples["phys-01"]["original_height"]) == (96, 64)
     assert tuple(read_image(out, samples["phys-02"]).shape) == (64, 32, 3)        # upright: 32 wide, 64 high
+    gradient = read_image(out, samples["ref-01"]).numpy()                           # scaled, not clipped to white
+    assert len(np.unique(gradient)) == 256 and (gradient == 255).all(axis=-1).mean() < 0.01
