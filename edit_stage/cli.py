@@ -28,6 +28,7 @@ from shards.identity import check_resumable, run_identity
 from shards.hub import fetch_once
 from shards.record import hub_revision, installed_packages, tool_version
 from shards.resume import ResumeError, begin_attempt, check_restartable, end_attempt, restart
+from shards.liveness import rank_dies_with_torchrun
 from shards.runlock import release, take_for_stage
 from shards.store import MANIFEST_NAME, ShardWriter, package_versions, read_parts, shard_problem, write_manifest
 
@@ -199,6 +200,7 @@ def _failed_entry(sample: Sample, reason: str) -> dict[str, Any]:
 @record
 def main(argv: list[str] | None = None) -> None:
     """Plan the run, join the job, resume from verified parts, edit the rest, gather, write the manifest."""
+    rank_dies_with_torchrun()    # before anything is written: no rank outlives its torchrun
     start = time.perf_counter()
     args = stage_argument_parser("edit_stage", __doc__.splitlines()[0]).parse_args(argv)
     with exit_on_input_error():
@@ -208,7 +210,8 @@ def main(argv: list[str] | None = None) -> None:
     run_id = None
     try:
         with exit_on_input_error():
-            run_id = take_for_stage(config.output_dir, "edit")
+            run_id = take_for_stage(config.output_dir, "edit", state.rank,
+                                    lambda share: all_gather_json(share, state))
         log = setup_logging("edit", state, config.output_dir)
         with exit_on_input_error():
             trusted = resume_point(config, state, plan, args.restart, log)
@@ -245,6 +248,6 @@ def main(argv: list[str] | None = None) -> None:
         log.warning("%s; finished images are kept in closed shard parts", e, extra=EVERY_RANK)
         raise SystemExit(143) from None
     finally:
-        if run_id and state.is_main:
+        if run_id:
             release(config.output_dir, run_id)
         teardown()

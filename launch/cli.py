@@ -67,6 +67,11 @@ def _terminate(signum, frame):
     raise Terminated()
 
 
+def say(line: str) -> None:
+    """A line of the launcher's own for the watching person, at once."""
+    print(f"[launch] {line}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Check, prepare, run both stages, print the table; returns the exit status."""
     args = parse_args(argv)
@@ -96,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         # The nodes of one run share its lock through the run id; a single node's run has an id of its own.
         # Preparing the environments writes nothing into the output folder: no lock.
         run_id = None if args.prepare_only else rendezvous.run_id if args.nnodes > 1 else new_run_id()
-        for message in acquire(config.output_dir, run_id) if run_id else []:
-            print(f"[launch] {message}", flush=True)
+        for message in acquire(config.output_dir, run_id, say=say) if run_id else []:
+            say(message)
     except (ConfigError, DatasetError, ResumeError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
@@ -247,7 +252,8 @@ def run_both(config, pythons: dict[str, str], args: argparse.Namespace, rendezvo
                 command = torchrun_command(pythons[stage], stage, ranks[stage], log_dir,
                                            stage_args + restart + follow, rendezvous)
             print(f"[launch] {stage} stage: {' '.join(command)}", flush=True)
-            jobs.append(start_job(stage, command, log_dir, {**env, **gpu_env(config, ranks, stage, args.judge_gpus)}))
+            jobs.append(start_job(stage, command, log_dir, {**env, **gpu_env(config, ranks, stage, args.judge_gpus)},
+                                  lock=(config.output_dir, run_id)))
             if not args.judge_gpus:
                 seconds = run_jobs(jobs, console, log_file, config.distributed.stage_timeout_s)
                 print(f"[launch] {stage} stage done in {seconds[stage]:.1f}s", flush=True)

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 from shards.config import REPO_ROOT
+from shards.runlock import for_child
 
 
 class StageFailed(RuntimeError):
@@ -69,12 +70,23 @@ class Job:
     tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=64))
 
 
-def start_job(stage: str, command: list[str], log_dir: str, env: dict[str, str]) -> Job:
-    """Start a stage's command in a session of its own (so a timeout or Ctrl-C stops it with every rank)."""
+def start_job(stage: str, command: list[str], log_dir: str, env: dict[str, str],
+              lock: tuple[str, str] | None = None) -> Job:
+    """Start a stage's command in a session of its own (so a timeout or Ctrl-C stops it with every rank).
+
+    With `lock` (output folder, run id), the job holds the launcher's lock of the folder from its first
+    instruction, and gets SIGTERM when the launcher dies, even of SIGKILL: torchrun, in a session of its own, would
+    otherwise run on, and a rerun would write beside it.
+    """
     env = {**os.environ, **env, "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)}
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env,
-                            start_new_session=True)
+    held, preexec = for_child(*lock) if lock else (None, None)
+    try:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env,
+                                start_new_session=True, pass_fds=() if held is None else (held,), preexec_fn=preexec)
+    finally:
+        if held is not None:
+            os.close(held)
     return Job(stage, command, log_dir, proc, time.monotonic())
 
 

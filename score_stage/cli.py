@@ -26,6 +26,7 @@ from shards.dist import DistState, all_gather_json, barrier, finish, init_distri
 from shards.logs import EVERY_RANK, exit_on_input_error, setup_logging
 from shards.identity import check_resumable, run_identity
 from shards.resume import begin_attempt, check_restartable, end_attempt, restart
+from shards.liveness import rank_dies_with_torchrun
 from shards.runlock import release, take_for_stage
 from shards.record import hub_revision, installed_packages, judging_record, tool_version
 from shards.store import REPORT_NAMES, ShardError, package_versions, read_manifest, shard_problem
@@ -163,6 +164,7 @@ def run_record(config: RunConfig, manifest: dict) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     """Load config and manifest, join the job, verify shards, resume, judge the rest, gather, write the report;
     with --follow-edits, judge the edits as they land and read the manifest once it is complete."""
+    rank_dies_with_torchrun()    # before anything is written: no rank outlives its torchrun
     start = time.perf_counter()
     parser = stage_argument_parser("score_stage", __doc__.splitlines()[0])
     parser.add_argument("--follow-edits", action="store_true",
@@ -180,7 +182,8 @@ def main(argv: list[str] | None = None) -> None:
     run_id = None
     try:
         with exit_on_input_error():
-            run_id = take_for_stage(config.output_dir, "score")
+            run_id = take_for_stage(config.output_dir, "score", state.rank,
+                                    lambda share: all_gather_json(share, state))
         log = setup_logging("score", state, config.output_dir)
         for note in notes:
             log.warning("%s", note)
@@ -218,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
             write_outputs(config, manifest, entries, judged, attempts, thumbnails, state, log)
         finish()
     finally:
-        if run_id and state.is_main:
+        if run_id:
             release(config.output_dir, run_id)
         teardown()
 

@@ -182,3 +182,66 @@ def test_a_hub_checkpoint_is_fetched_by_one_rank_and_every_rank_loads_it(pythons
     assert missing.returncode != 0
     assert "editor tiny-org/no-such-model could not be fetched from the hub" in missing.stdout + missing.stderr
     assert "HF_TOKEN" in missing.stdout + missing.stderr
+
+
+def _lock_pid(out: str) -> int | None:
+    try:
+        with open(os.path.join(out, "run.lock"), encoding="utf-8") as f:
+            return json.load(f).get("pid")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When `pid` started (clock ticks since boot), or None once it has ended: a pid reused since is not it."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] == b"Z" else int(fields[19])
+
+
+def test_kill_9_of_the_launcher_mid_edit_then_a_rerun_at_once_writes_only_after_every_process_of_the_first(
+        pythons, tmp_path):
+    from conftest import fault
+    from shards.store import shard_problem
+
+    config, out = write_config(tmp_path), str(tmp_path / "run")
+    slow = fault("edit_stage.pipeline:edit_sample", 1, "slow", seconds=3)        # rank 1 is mid-sample when killed
+    first = subprocess.Popen([base_python(), "-m", "launch", "--config", config, "--output-dir", out], cwd=REPO,
+                             env={**os.environ, **slow}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = ""
+    for line in first.stdout:
+        seen += line
+        if len(re.findall(r"\[edit r0/2\] edited ", seen)) >= 2 and "[edit r1/2] edited " in seen:
+            break
+    processes = {pid: _start_ticks(pid) for pid in _tree(first.pid)}   # the launcher, torchrun and its ranks
+    assert len(processes) >= 4, seen
+    first.kill()
+    first.wait()
+    rerun = _launcher(["--config", config, "--output-dir", out])
+    start, alive, took_s = time.monotonic(), None, None
+    while rerun.poll() is None and time.monotonic() - start < 120:
+        if _lock_pid(out) == rerun.pid:                              # the rerun holds the folder from here on
+            alive = [pid for pid, ticks in processes.items() if _start_ticks(pid) == ticks]
+            took_s = time.monotonic() - start
+            break
+        time.sleep(0.02)
+    rest, _ = rerun.communicate(timeout=600)
+    assert alive == [], f"processes {alive} of the first run still ran when the rerun took the folder:\n{rest}"
+    assert rerun.returncode == 0, rest
+    assert "taking its lock over" in rest
+    kept = int(re.search(r"(\d+) already edited \(verified\)", rest).group(1))
+    assert kept >= 2                                                 # the first run's closed parts were kept
+    parts = read_parts(out).records
+    paths = [p["path"] for p in parts]
+    assert len(paths) == len(set(paths)), paths                      # no part recorded twice
+    ids = [e["id"] for p in parts for e in p["samples"]]
+    assert sorted(ids) == ALL_IDS                                    # no sample edited twice, none lost
+    assert [shard_problem(out, p) for p in parts] == [None] * len(parts)
+    manifest = read_manifest(out)
+    assert sorted(s["id"] for s in manifest["samples"]) == ALL_IDS
+    verify_shards(out, manifest["shards"])
+    print(f"\nkill -9 of the launcher: {kept} images kept, rerun took the folder after {took_s:.1f} s")
+    print("\n".join(line for line in rest.splitlines() if "run.lock" in line))

@@ -5,6 +5,8 @@ import json
 import os
 import socket
 import subprocess
+import sys
+import time
 
 import pytest
 
@@ -74,3 +76,181 @@ def test_the_nodes_meet_statically_with_a_node_rank_and_elastically_without():
                                               "--rdzv-id=r-score"]
     command = torchrun_command("py", "edit", 4, "logs", ["--config", "c"])
     assert command[:4] == ["py", "-m", "torch.distributed.run", "--standalone"] and "--nproc-per-node=4" in command
+
+
+def _write_lock(folder: str, content: str) -> str:
+    path = lock_path(folder)
+    with open(path, "w") as f:
+        f.write(content)
+    return path
+
+
+def _dead_pid() -> int:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    return dead.pid
+
+
+def _take_over(args):
+    folder, barrier, run_id = args
+    barrier.wait()
+    try:
+        acquire(folder, run_id)
+        return "won"                                                  # and holds it: this worker lives on
+    except ResumeError:
+        return "refused"
+
+
+def test_launches_racing_on_a_dead_holders_lock_take_it_over_once(tmp_path):
+    import multiprocessing
+
+    with multiprocessing.Manager() as manager, multiprocessing.Pool(6) as pool:
+        for attempt in range(20):
+            folder = str(tmp_path / str(attempt))
+            os.makedirs(folder)
+            _write_lock(folder, json.dumps({"host": socket.gethostname(), "pid": _dead_pid(), "run_id": "old",
+                                            "started": "2020-01-01T00:00:00+0000"}))
+            barrier = manager.Barrier(6)
+            outcomes = pool.map(_take_over, [(folder, barrier, f"run-{i}") for i in range(6)])
+            assert outcomes.count("won") == 1, (attempt, outcomes)
+            assert read_lock(folder)["run_id"] == f"run-{outcomes.index('won')}"
+            assert os.listdir(folder) == ["run.lock"]
+
+
+@pytest.mark.parametrize("who", ["pid 1", "this very process", "an earlier version's record"])
+def test_a_lock_naming_a_pid_that_now_belongs_to_another_process_is_taken_over_with_a_message(tmp_path, who):
+    from shards.liveness import boot_id, start_ticks
+
+    pid = 1 if who == "pid 1" else os.getpid()
+    record = {"host": socket.gethostname(), "pid": pid, "run_id": "old", "started": "2020-01-01T00:00:00+0000"}
+    if who != "an earlier version's record":                          # the pid's process started at another time
+        record.update(schema_version=2, pid_start=start_ticks(pid) + 1, boot_id=boot_id(), command="launch")
+    _write_lock(str(tmp_path), json.dumps(record))
+    (message,) = acquire(str(tmp_path), "new")
+    assert f"run old (pid {pid} on {socket.gethostname()}" in message and "taking its lock over" in message
+    assert f"pid {pid} now belongs to another process" in message
+    assert read_lock(str(tmp_path))["run_id"] == "new"
+
+
+def test_a_lock_of_a_machine_restarted_since_is_taken_over_with_a_message(tmp_path):
+    _write_lock(str(tmp_path), json.dumps({"schema_version": 2, "host": socket.gethostname(), "pid": os.getpid(),
+                                           "pid_start": 1, "boot_id": "another-boot", "run_id": "old",
+                                           "command": "launch", "started": "then"}))
+    (message,) = acquire(str(tmp_path), "new")
+    assert "this machine has restarted since" in message
+
+
+@pytest.mark.parametrize("content, why", [
+    ("", "it is empty"),
+    ("[1, 2]", "not a JSON object"),
+    ("{\"host\": \"" + socket.gethostname() + "\", \"pid\": \"abc\", \"run_id\": \"x\"}", "'pid' is not a number"),
+    ("{not json", "not JSON"),
+])
+def test_a_malformed_lock_file_gives_a_clear_error_saying_how_to_clear_it(tmp_path, content, why):
+    path = _write_lock(str(tmp_path), content)
+    with pytest.raises(ResumeError) as refused:
+        acquire(str(tmp_path), "mine")
+    assert f"{path} cannot be read as a lock ({why})" in str(refused.value)
+    assert f"delete {path} and run again" in str(refused.value)
+
+
+def test_processes_that_outlive_the_lock_holder_are_waited_for_then_named(tmp_path):
+    # The orphan case: the process that took the lock is gone (a launcher killed with SIGKILL), but a process of
+    # its run still holds the file open and locked (a rank still writing). Nobody may take the folder over yet.
+    path = _write_lock(str(tmp_path), json.dumps({"host": socket.gethostname(), "pid": _dead_pid(),
+                                                  "run_id": "old", "started": "2020-01-01T00:00:00+0000"}))
+    hold = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_SH); "
+            "print('held', flush=True); time.sleep(float(sys.argv[2]))")
+    orphan = subprocess.Popen([sys.executable, "-c", hold, path, "60"], stdout=subprocess.PIPE, text=True)
+    assert orphan.stdout.readline() == "held\n"
+    said = []
+    try:
+        with pytest.raises(ResumeError, match=rf"process(es)? {orphan.pid} \(.*python.*\) of run old still hold"):
+            acquire(str(tmp_path), "new", grace_s=1.0, say=said.append)
+        assert f"is gone (no such process), but process {orphan.pid} still holds its lock; waiting up to 1 s" \
+            in said[0]
+    finally:
+        orphan.kill()
+        orphan.wait()
+    dying = subprocess.Popen([sys.executable, "-c", hold, path, "1.5"], stdout=subprocess.PIPE, text=True)
+    assert dying.stdout.readline() == "held\n"
+    (message,) = acquire(str(tmp_path), "new", grace_s=30.0, say=said.append)
+    assert dying.poll() is not None and "taking its lock over" in message
+    dying.wait()
+
+
+_FULL_DISK = """
+import os, sys
+from shards.resume import ResumeError
+from shards.runlock import acquire
+try:
+    acquire(sys.argv[1], "run-a")
+except ResumeError as e:
+    print("refused:", e)
+print("left:", sorted(os.listdir(sys.argv[1])))
+"""
+
+
+@pytest.mark.parametrize("full", ["tmpfs", "file size limit"])
+def test_a_full_disk_gives_a_clear_error_and_leaves_nothing_behind(tmp_path, full):
+    import resource
+    import shutil
+
+    from conftest import REPO
+
+    env = {**os.environ, "PYTHONPATH": REPO}
+    if full == "tmpfs":                    # a real full filesystem, mounted in a namespace of the test's own
+        if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"]).returncode != 0:
+            pytest.skip("no user namespaces here to mount a small tmpfs in; the file size limit case still runs")
+        folder = str(tmp_path / "mnt" / "out")
+        os.makedirs(folder)
+        script = (f"mount -t tmpfs -o size=16k tmpfs {tmp_path}/mnt && mkdir {folder} && "
+                  f"(dd if=/dev/zero of={tmp_path}/mnt/fill bs=4k count=100 2>/dev/null; "
+                  f"exec \"$0\" -c \"$1\" {folder})")
+        done = subprocess.run(["unshare", "-rm", "sh", "-c", script, sys.executable, _FULL_DISK], env=env,
+                              capture_output=True, text=True, timeout=60)
+        why = "No space left on device"
+    else:                                  # every write that would grow a file fails with EFBIG, as on a full disk
+        folder = str(tmp_path / "out")
+        os.makedirs(folder)
+        done = subprocess.run([sys.executable, "-c", _FULL_DISK, folder], env=env, capture_output=True, text=True,
+                              timeout=60, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0)))
+        why = "File too large"
+    assert done.returncode == 0, done.stderr                          # a clear error, not a traceback
+    assert f"refused: {folder}: cannot create the lock file {folder}/run.lock ({why})" in done.stdout
+    assert "left: []" in done.stdout
+
+
+def test_a_stage_job_dies_with_the_launcher_that_started_it():
+    from shards.liveness import start_ticks
+
+    # A stand-in launcher starts a long child as start_job does, then is killed with SIGKILL.
+    launcher = ("import os, subprocess, sys; from shards.liveness import dies_with; "
+                "child = subprocess.Popen(['sleep', '60'], start_new_session=True, preexec_fn=dies_with(os.getpid())); "
+                "print(child.pid, flush=True); sys.stdin.read()")
+    from conftest import REPO
+
+    proc = subprocess.Popen([sys.executable, "-c", launcher], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": REPO})
+    child = int(proc.stdout.readline())
+    assert start_ticks(child) is not None
+    proc.kill()
+    proc.wait()
+    for _ in range(100):
+        if start_ticks(child) is None:
+            break
+        time.sleep(0.05)
+    assert start_ticks(child) is None, "the child outlived its launcher"
+
+
+def test_a_rank_of_a_run_whose_launcher_is_gone_stops_without_writing(tmp_path):
+    folder = str(tmp_path)
+    _write_lock(folder, json.dumps({"host": socket.gethostname(), "pid": _dead_pid(), "run_id": "launched",
+                                    "started": "2020-01-01T00:00:00+0000"}))
+    with pytest.raises(ResumeError, match=r"run launched, which this process belongs to, no longer holds the output "
+                                          r"folder \(the process that took the lock, pid \d+, is gone\); it stops"):
+        acquire(folder, "launched", join_only=True)
+    os.remove(lock_path(folder))
+    with pytest.raises(ResumeError, match=r"\(its lock file is gone\)"):
+        acquire(folder, "launched", join_only=True)
+    assert os.listdir(folder) == []
