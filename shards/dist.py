@@ -53,6 +53,11 @@ def init_distributed(device_setting: str, timeout_s: int) -> DistState:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     device = resolve_device(device_setting, local_rank)
+    if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        # torchrun sets OMP_NUM_THREADS=1 for each of several ranks but leaves a single rank every core, and the
+        # thread count moves float sums in their last bits: one thread unless asked keeps an image (and a score)
+        # the same whatever the rank count.
+        torch.set_num_threads(1)
     if device.type == "cuda":
         # set_device before init_process_group, so NCCL binds this rank to its own GPU and not to GPU 0.
         torch.cuda.set_device(device)

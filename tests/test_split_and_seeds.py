@@ -1,7 +1,12 @@
 """The work queue of a world of one and the per-sample seeds, which the stages' correctness rests on."""
 
+import os
+import subprocess
+import sys
+
 import torch
 
+from conftest import REPO
 from shards.dataset import derive_seed
 from shards.dist import DistState, WorkQueue
 
@@ -16,3 +21,19 @@ def test_seed_depends_on_base_and_id_only():
     assert derive_seed(0, "phys-01") != derive_seed(0, "phys-02")
     assert derive_seed(0, "phys-01") != derive_seed(1, "phys-01")
     assert 0 <= derive_seed(123, "物理-样本") < 2**63
+
+
+def test_a_cpu_rank_uses_one_thread_whatever_the_rank_count_unless_omp_num_threads_is_set():
+    # torchrun sets OMP_NUM_THREADS=1 for each of several ranks but leaves a single rank all the cores, and a
+    # thread count moves float sums in their last bits: one rank would make other images than two.
+    def threads(omp: str | None, init: bool) -> str:
+        probe = "import torch; from shards.dist import init_distributed; " + \
+                ("init_distributed('cpu', 60); " if init else "") + "print(torch.get_num_threads())"
+        env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "RANK", "WORLD_SIZE")}
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=REPO,
+                              env={**env, **({"OMP_NUM_THREADS": omp} if omp else {})})
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert threads(None, init=True) == "1"
+    assert threads("2", init=True) == threads("2", init=False)          # an explicit setting is left to torch
