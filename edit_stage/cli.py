@@ -23,6 +23,7 @@ from shards.config import (EditConfig, RunConfig, load_config, overrides_from_ar
 from shards.dataset import ImageCheck, Sample, check_images, derive_seed, load_dataset, select_samples
 from shards.dist import (DistState, Terminated, WorkQueue, all_gather_json, barrier, finish, init_distributed,
                          map_in_parallel, sigterm_raises, teardown)
+from shards.nodes import check_nodes_agree
 from shards.logs import EVERY_RANK, exit_on_input_error, progress, setup_logging
 from shards.identity import check_resumable, run_identity
 from shards.hub import fetch_once
@@ -209,6 +210,8 @@ def main(argv: list[str] | None = None) -> None:
         state = init_distributed(config.distributed.device, config.distributed.timeout_s)
     run_id = None
     try:
+        with exit_on_input_error():
+            check_nodes_agree(config, "edit", state)   # before any lock, fetch or model
         with exit_on_input_error():
             run_id = take_for_stage(config.output_dir, "edit", state.rank,
                                     lambda share: all_gather_json(share, state))

@@ -23,6 +23,7 @@ from shards.config import (RunConfig, load_config, overrides_from_args, prompt_f
                            to_dict)
 from shards.dataset import DatasetError, open_image, select_samples
 from shards.dist import DistState, all_gather_json, barrier, finish, init_distributed, map_in_parallel, teardown
+from shards.nodes import check_nodes_agree
 from shards.logs import EVERY_RANK, exit_on_input_error, setup_logging
 from shards.identity import check_resumable, run_identity
 from shards.resume import begin_attempt, check_restartable, end_attempt, restart
@@ -181,6 +182,8 @@ def main(argv: list[str] | None = None) -> None:
         state = init_distributed(config.distributed.device, config.distributed.timeout_s)
     run_id = None
     try:
+        with exit_on_input_error():
+            check_nodes_agree(config, "score", state)   # before any lock, fetch or model
         with exit_on_input_error():
             run_id = take_for_stage(config.output_dir, "score", state.rank,
                                     lambda share: all_gather_json(share, state))

@@ -37,6 +37,20 @@ def tool_version() -> dict[str, Any]:
     return {"version": version, "git_commit": commit, "git_dirty": None if status is None else bool(status)}
 
 
+def source_digest(packages: tuple[str, ...] = ("launch", "edit_stage", "shards", "score_stage")) -> str:
+    """A sha256 over the tool's Python sources (each file's path and content): unlike the git commit, it shows an
+    uncommitted edit, and it exists in a copy of the code without git."""
+    digest = hashlib.sha256()
+    for package in packages:
+        for folder, subfolders, names in os.walk(os.path.join(REPO_ROOT, package)):
+            subfolders[:] = sorted(d for d in subfolders if d != "__pycache__")
+            for name in sorted(n for n in names if n.endswith(".py")):
+                path = os.path.join(folder, name)
+                with open(path, "rb") as f:
+                    digest.update(f"{os.path.relpath(path, REPO_ROOT)}\0".encode() + f.read() + b"\0")
+    return digest.hexdigest()
+
+
 def installed_packages() -> dict[str, str]:
     """Every distribution installed in this environment, by name (the transitive ones too)."""
     return dict(sorted((d.metadata["Name"].lower(), d.version) for d in importlib.metadata.distributions()
