@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import hashlib
 import os
 import signal
@@ -18,6 +19,7 @@ import time
 
 from launch.console import Console
 from launch.envs import EnvError, ensure_venv, existing_interpreter, requirements_stamp
+from launch.rollcall import roll_call
 from launch.stages import Rendezvous, StageFailed, run_jobs, start_job, torchrun_command
 from shards.events import CONSOLE_ENV, RUN_ID_ENV
 from shards.runlock import acquire, new_run_id, release
@@ -97,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         selected = select_samples(samples, config.dataset.categories, config.dataset.limit,
                                   where=config.dataset.where)
         rendezvous = Rendezvous(args.nnodes, args.node_rank, args.rdzv_endpoint,
-                                args.rdzv_id or default_run_id(config.output_dir))
+                                args.rdzv_id or default_run_id(config.output_dir),
+                                config.distributed.rendezvous_timeout_s)
         # The nodes of one run share its lock through the run id; a single node's run has an id of its own.
         # Preparing the environments writes nothing into the output folder: no lock.
         run_id = None if args.prepare_only else rendezvous.run_id if args.nnodes > 1 else new_run_id()
@@ -238,7 +241,7 @@ def run_both(config, pythons: dict[str, str], args: argparse.Namespace, rendezvo
     # The ranks write progress events instead of bars; a library's own bar (the hub client's download, on the one
     # rank that fetches) is redrawn at most every 10 s, each frame a line of the console.
     env = {RUN_ID_ENV: run_id, CONSOLE_ENV: "events", "TQDM_MININTERVAL": "10"}
-    with open(os.path.join(logs, f"launch-{node}-{stamp}.log"), "ab") as log_file:
+    with open(os.path.join(logs, f"launch-{node}-{stamp}.log"), "ab") as log_file, contextlib.ExitStack() as here:
         jobs = []
         for stage in STAGES:
             log_dir = os.path.join(logs, f"torchrun-{stage}-{node}-{stamp}")
@@ -251,6 +254,8 @@ def run_both(config, pythons: dict[str, str], args: argparse.Namespace, rendezvo
             else:
                 command = torchrun_command(pythons[stage], stage, ranks[stage], log_dir,
                                            stage_args + restart + follow, rendezvous)
+                if rendezvous.nnodes > 1 and not jobs:   # side by side, one roll call serves both stages
+                    here.enter_context(roll_call(config.output_dir, rendezvous, stage))
             print(f"[launch] {stage} stage: {' '.join(command)}", flush=True)
             jobs.append(start_job(stage, command, log_dir, {**env, **gpu_env(config, ranks, stage, args.judge_gpus)},
                                   lock=(config.output_dir, run_id)))

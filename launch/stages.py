@@ -37,6 +37,8 @@ class Rendezvous:
     node_rank: int | None = None
     endpoint: str | None = None
     run_id: str | None = None
+    timeout_s: int = 600
+    """How long torchrun waits for the other nodes (distributed.rendezvous_timeout_s)."""
 
     def torchrun_args(self, stage: str) -> list[str]:
         if self.nnodes == 1 and self.endpoint is None:
@@ -49,12 +51,20 @@ class Rendezvous:
         return [f"--nnodes={self.nnodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={self.endpoint}",
                 f"--rdzv-id={self.run_id}-{stage}"]
 
+    def timeout_args(self) -> list[str]:
+        """Bound torchrun's wait for the other nodes: the static rendezvous's store takes `timeout` (torch's
+        default 600 s), c10d takes `join_timeout`."""
+        if self.nnodes == 1 and self.endpoint is None:
+            return []
+        return [f"--rdzv-conf={'timeout' if self.node_rank is not None else 'join_timeout'}={self.timeout_s}"]
+
 
 def torchrun_command(python: str, stage: str, nproc: int, log_dir: str, stage_args: list[str],
                      rendezvous: Rendezvous = Rendezvous()) -> list[str]:
     """`python -m torch.distributed.run ... -m <stage>_stage ...`; `--tee 3` keeps every rank's output in its own
     file under `log_dir` and prefixes each line on the console with the rank."""
-    return [python, "-m", "torch.distributed.run", *rendezvous.torchrun_args(stage), f"--nproc-per-node={nproc}",
+    return [python, "-m", "torch.distributed.run", *rendezvous.torchrun_args(stage), *rendezvous.timeout_args(),
+            f"--nproc-per-node={nproc}",
             f"--log-dir={log_dir}", "--tee=3", "-m", f"{stage}_stage", *stage_args]
 
 
@@ -168,9 +178,30 @@ _ROOT_CAUSE = re.compile(r"Root Cause \(first observed failure\):.*?rank\s*:\s*(
 
 def _root_cause(output: str) -> str:
     """The failing rank as torchrun's summary names it, for a rank that left no error file (killed by a signal,
-    e.g. kill -9 or the kernel's out-of-memory killer)."""
+    e.g. kill -9 or the kernel's out-of-memory killer); or the nodes that did not meet, when torchrun's
+    rendezvous timed out before any rank started."""
     found = _ROOT_CAUSE.search(output)
     if not found:
-        return "; see its output above"
+        return _rendezvous_timeout(output) or "; see its output above"
     rank, exitcode, cause = found.groups()
     return f"\n--- rank {rank}: exit code {' '.join(exitcode.split())}: {cause.strip()}"
+
+
+_STORE_WAIT = re.compile(r"DistStoreError: Timed out after (\d+) seconds waiting for clients\. (\d+)/(\d+) clients")
+_STORE_CONNECT = re.compile(r"DistNetworkError: The client socket has timed out after (\d+)ms while trying to "
+                            r"connect to \((\S+), (\d+)\)")
+
+
+def _rendezvous_timeout(output: str) -> str | None:
+    """torchrun's own rendezvous timeouts, which it reports as a raw traceback, as one line."""
+    prefix = "; the nodes did not all meet: "
+    setting = " (distributed.rendezvous_timeout_s)"
+    if found := _STORE_WAIT.search(output):
+        seconds, joined, nodes = found.groups()
+        return f"{prefix}{joined} of {nodes} nodes joined node 0's rendezvous within {seconds} s{setting}"
+    if found := _STORE_CONNECT.search(output):
+        ms, host, port = found.groups()
+        return f"{prefix}node 0's rendezvous at {host}:{port} did not answer within {int(ms) // 1000} s{setting}"
+    if "RendezvousTimeoutError" in output:
+        return f"{prefix}not every node joined the c10d rendezvous within the join timeout{setting}"
+    return None

@@ -125,7 +125,7 @@ def _check(config: RunConfig) -> None:
             raise ConfigError(f"{where(src, 'edit.' + key)}: must be a positive multiple of 16, got {value}")
     positive = {"edit.samples_per_shard": edit.samples_per_shard, "score.batch_size": config.score.batch_size,
                 "score.max_new_tokens": config.score.max_new_tokens, "distributed.nproc_per_node": dist.nproc_per_node,
-                "distributed.timeout_s": dist.timeout_s}
+                "distributed.timeout_s": dist.timeout_s, "distributed.rendezvous_timeout_s": dist.rendezvous_timeout_s}
     optional = {"dataset.limit": config.dataset.limit, "distributed.stage_timeout_s": dist.stage_timeout_s}
     positive.update({k: v for k, v in optional.items() if v is not None})
     for keypath, value in positive.items():

@@ -211,6 +211,10 @@ class DistributedConfig:
     """Timeout of collectives in seconds: how long a rank waits for the others at a barrier."""
     stage_timeout_s: int | None = None
     """The launcher stops a stage that runs longer than this many seconds (None: no limit)."""
+    rendezvous_timeout_s: int = 600
+    """Several nodes: how long a node waits, at the start of each stage, for the other nodes to arrive (the
+    launcher's roll call, printing whom it waits for every 10 s, then torchrun's rendezvous) before it stops with
+    one line naming the missing nodes."""
 
 
 @dataclass(frozen=True, kw_only=True)
