@@ -47,7 +47,8 @@ def data_differences(a: dict[str, Any], b: dict[str, Any], names: tuple[str, str
     digests = [run["report"]["record"].get("dataset", {}).get("sha256") for run in (a, b)]
     missing = [name for name, digest in zip(names, digests) if digest is None]
     if missing:
-        return [f"dataset file sha256: not recorded in {' and '.join(n + chr(39) + 's' for n in missing)} "
+        owners = " and ".join(f"{name}'s" for name in missing)
+        return [f"dataset file sha256: not recorded in {owners} "
                 "report.json (written before reports recorded it: run the score stage on that folder again, with "
                 "its config, to rewrite its report; nothing is judged again)"]
     found = [] if digests[0] == digests[1] else [f"dataset file sha256: {digests[0]} vs {digests[1]}"]
