@@ -25,6 +25,7 @@ from shards.dataset import DatasetError, check_images, list_problems, load_datas
 from shards.dist import DistState
 from shards.edits import edits_identity, find_edits
 from shards.identity import check_resumable
+from shards.images import ImageError
 from shards.logs import EVERY_RANK, exit_on_input_error, setup_logging
 from shards.resume import begin_attempt, check_restartable, end_attempt
 from shards.runlock import release, take_for_stage
