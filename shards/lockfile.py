@@ -7,9 +7,11 @@ Standard library only: the launcher uses it before any environment exists.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import fcntl
 import json
 import os
+import stat
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +97,44 @@ def is_at(fd: int, path: str) -> bool:
     return (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino)
 
 
+def open_lock(path: str) -> int | None:
+    """The lock file at `path` open for reading, or None if there is none.
+
+    Raises:
+        ResumeError: if what is there is not a plain file (this tool writes nothing else there: a directory would
+            not read, a named pipe would block the open forever, and a symbolic link could lead to another
+            folder's lock or to a system file), or cannot be opened (another user's, say).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP and os.path.islink(path):
+            raise ResumeError(_not_a_lock(path, f"a symbolic link (to {_link_target(path)})")) from None
+        raise ResumeError(f"{path} cannot be read ({e.strerror}): if it is the lock of another user's run, that "
+                          f"run may be writing into {os.path.dirname(path)}; ask its owner, or choose another "
+                          "--output-dir") from None
+    kind = os.fstat(fd).st_mode
+    if stat.S_ISREG(kind):
+        return fd
+    os.close(fd)
+    what = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a named pipe"}.get(stat.S_IFMT(kind), "not a plain file")
+    raise ResumeError(_not_a_lock(path, what))
+
+
+def _link_target(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return "?"
+
+
+def _not_a_lock(path: str, what: str) -> str:
+    return (f"{path} is {what}, not a lock file (this tool writes a plain file there); if no run writes into "
+            f"{os.path.dirname(path)}, remove {path} and run again")
+
+
 def make_folder(output_dir: str) -> None:
     try:
         os.makedirs(output_dir, exist_ok=True)
@@ -112,7 +152,7 @@ def create(path: str, record: LockRecord) -> int | None:
     """
     aside = f"{path}.{record.host}.{record.pid}"
     try:
-        fd = os.open(aside, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(aside, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
     except OSError as e:
         raise ResumeError(_cannot_create(path, e)) from None
     try:
@@ -133,17 +173,25 @@ def create(path: str, record: LockRecord) -> int | None:
 
 
 def _cannot_create(path: str, e: OSError) -> str:
-    return (f"{os.path.dirname(path)}: cannot create the lock file {path} ({e.strerror}); free some space, or "
-            "choose another --output-dir")
+    full = e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    return (f"{os.path.dirname(path)}: cannot create the lock file {path} ({e.strerror}); "
+            f"{'free some space' if full else 'make the folder writable'}, or choose another --output-dir")
 
 
 def replace(fd: int, path: str, record: LockRecord) -> int | None:
     """Replace the lock open as `fd`, which this process holds exclusively (so no process holds it any more), by
     a fresh one holding `record`, with the same exclusive create as a fresh lock: of several processes replacing
-    one stale lock, exactly one gets a new lock. Returns its open file, or None if another process came first."""
+    one stale lock, exactly one gets a new lock. Returns its open file, or None if another process came first.
+
+    Raises:
+        OSError: if the stale lock cannot be removed (a read-only folder).
+    """
     if not is_at(fd, path):
         return None
-    os.unlink(path)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:          # removed by hand meanwhile: the exclusive create still decides
+        pass
     return create(path, record)
 
 

@@ -38,8 +38,8 @@ from typing import Any, Callable
 
 from shards.events import RUN_ID_ENV
 from shards.liveness import boot_id, command, dies_with, flock_holders, start_ticks, still_runs, this_process
-from shards.lockfile import (LOCK_NAME, SCHEMA_VERSION, LockRecord, create, is_at, make_folder, parse_record,
-                             record_json, remove_if_last, replace, try_flock)
+from shards.lockfile import (LOCK_NAME, SCHEMA_VERSION, LockRecord, create, is_at, make_folder, open_lock,
+                             parse_record, record_json, remove_if_last, replace, try_flock)
 from shards.resume import ResumeError
 
 ORPHAN_GRACE_S = 45.0     # torchrun gives its ranks 30 s to stop after SIGTERM, then kills them
@@ -62,11 +62,11 @@ def read_lock(output_dir: str) -> dict[str, Any] | None:
     Raises:
         ResumeError: if the file is not a lock record, saying how to clear it.
     """
-    try:
-        with open(lock_path(output_dir), "rb") as f:
-            holder, problem = parse_record(f.read())
-    except FileNotFoundError:
+    fd = open_lock(lock_path(output_dir))
+    if fd is None:
         return None
+    with open(fd, "rb") as f:
+        holder, problem = parse_record(f.read())
     if problem:
         raise ResumeError(_unreadable(lock_path(output_dir), problem, []))
     return record_json(holder)
@@ -94,10 +94,7 @@ def acquire(output_dir: str, run_id: str, *, join_only: bool = False, grace_s: f
     me = LockRecord(run_id=run_id, schema_version=SCHEMA_VERSION, **this_process())
     patience = _Patience(grace_s, say or (lambda line: print(line, file=sys.stderr, flush=True)))
     while True:
-        try:
-            found = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            found = None
+        found = open_lock(path)
         if found is not None:
             fd, messages = _meet(found, path, me, join_only, patience)
         elif join_only:
@@ -129,9 +126,13 @@ def _meet(fd: int, path: str, me: LockRecord, join_only: bool, patience: "_Patie
             raise ResumeError(_elsewhere(path, holder))
         if try_flock(fd, fcntl.LOCK_EX, path):       # no process holds it: stale
             _refuse_an_earlier_versions_live_lock(path, holder)
-            new = replace(fd, path, me)
-            return (None, None) if new is None else (new, [f"{path}: {holder.describe()} {_why_gone(holder)}; "
-                                                           "taking its lock over"])
+            gone = f"{path}: {holder.describe()} {_why_gone(holder)}"
+            try:
+                new = replace(fd, path, me)
+            except OSError as e:
+                raise ResumeError(f"{gone}, but its lock cannot be removed ({e.strerror}); make "
+                                  f"{os.path.dirname(path)} writable, or choose another --output-dir") from None
+            return (None, None) if new is None else (new, [f"{gone}; taking its lock over"])
         patience.holders_live(path, holder, flock_holders(fd))
         return None, None
     finally:
@@ -263,9 +264,10 @@ def for_child(output_dir: str, run_id: str) -> tuple[int, Callable[[], None]]:
         ResumeError: if this process does not hold the lock for `run_id` any more.
     """
     mine = _held.get((os.path.abspath(output_dir), run_id))
-    fd = os.open(lock_path(output_dir), os.O_RDONLY)
-    if not mine or not is_at(mine[0], lock_path(output_dir)):
-        os.close(fd)
+    fd = open_lock(lock_path(output_dir))
+    if fd is None or not mine or not is_at(mine[0], lock_path(output_dir)) or not is_at(fd, lock_path(output_dir)):
+        if fd is not None:
+            os.close(fd)
         raise ResumeError(_not_joined(lock_path(output_dir), run_id, "its lock file was removed or replaced"))
     dies = dies_with(os.getpid())
 

@@ -254,3 +254,96 @@ def test_a_rank_of_a_run_whose_launcher_is_gone_stops_without_writing(tmp_path):
     with pytest.raises(ResumeError, match=r"\(its lock file is gone\)"):
         acquire(folder, "launched", join_only=True)
     assert os.listdir(folder) == []
+
+
+def _stop_after(seconds: float):
+    """A SIGALRM that ends a call blocked in the kernel (an open of a named pipe) with TimeoutError."""
+    import signal
+
+    def hung(signum, frame):
+        raise TimeoutError(f"still waiting after {seconds} s")
+    signal.signal(signal.SIGALRM, hung)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+
+
+@pytest.mark.parametrize("what, said", [
+    ("a directory", "is a directory"),
+    ("a named pipe", "is a named pipe"),
+    ("a link to /etc/passwd", "is a symbolic link (to /etc/passwd)"),
+    ("a link to nowhere", "is a symbolic link (to /nonexistent/run.lock)"),
+    ("a link to itself", "is a symbolic link (to run.lock)"),
+])
+def test_a_lock_path_that_is_not_a_lock_file_is_refused_at_once_saying_what_it_is(tmp_path, what, said):
+    import signal
+
+    path = lock_path(str(tmp_path))
+    {"a directory": lambda: os.mkdir(path), "a named pipe": lambda: os.mkfifo(path),
+     "a link to /etc/passwd": lambda: os.symlink("/etc/passwd", path),
+     "a link to nowhere": lambda: os.symlink("/nonexistent/run.lock", path),
+     "a link to itself": lambda: os.symlink("run.lock", path)}[what]()
+    start = time.monotonic()
+    _stop_after(5.0)
+    try:
+        with pytest.raises(ResumeError) as refused:
+            acquire(str(tmp_path), "mine")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    assert time.monotonic() - start < 2.0
+    assert f"{path} {said}, not a lock file" in str(refused.value)
+    assert f"remove {path} and run again" in str(refused.value)
+    assert os.listdir(tmp_path) == ["run.lock"] and os.path.lexists(path)    # nothing removed or added
+
+
+_TRY = """
+import sys
+from shards.resume import ResumeError
+from shards.runlock import acquire
+try:
+    acquire(sys.argv[1], "mine", grace_s=1.0)
+    print("taken")
+except ResumeError as e:
+    print("refused:", e)
+"""
+
+
+def _as_a_user_bound_by_permissions(folder: str) -> subprocess.CompletedProcess:
+    """`_TRY` on `folder` by a process that file permissions bind (root without its override capabilities)."""
+    import shutil
+
+    from conftest import REPO
+
+    command = [sys.executable, "-c", _TRY, folder]
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("root here, and no setpriv to run without the capability that overrides permissions")
+        caps = "-dac_override,-dac_read_search,-fowner"
+        command = ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}", *command]
+    return subprocess.run(command, env={**os.environ, "PYTHONPATH": REPO}, capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.mark.parametrize("case", ["an unreadable lock", "a stale lock in a read-only folder",
+                                  "no lock in a read-only folder"])
+def test_a_lock_that_cannot_be_read_or_replaced_gives_a_clear_error(tmp_path, case):
+    folder = str(tmp_path / "out")
+    os.makedirs(folder)
+    if case != "no lock in a read-only folder":
+        _write_lock(folder, json.dumps({"host": socket.gethostname(), "pid": _dead_pid(), "run_id": "old",
+                                        "started": "2020-01-01T00:00:00+0000"}))
+    if case == "an unreadable lock":
+        os.chmod(lock_path(folder), 0)
+    else:
+        os.chmod(folder, 0o555)
+    try:
+        done = _as_a_user_bound_by_permissions(folder)
+    finally:
+        os.chmod(folder, 0o755)
+    assert done.returncode == 0, done.stderr                                  # a clear error, not a traceback
+    path = lock_path(folder)
+    expected = {"an unreadable lock": f"refused: {path} cannot be read (Permission denied)",
+                "a stale lock in a read-only folder": f"refused: {path}: run old (pid ",
+                "no lock in a read-only folder": f"refused: {folder}: cannot create the lock file {path} "
+                                                 "(Permission denied); make the folder writable"}[case]
+    assert done.stdout.startswith(expected), done.stdout
+    if case == "a stale lock in a read-only folder":
+        assert f"cannot be removed (Permission denied); make {folder} writable" in done.stdout
