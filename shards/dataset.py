@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from shards.images import ImageError, check_image, open_image  # noqa: F401 - open_image: every stage reads here
+from shards.store import open_regular
 
 REQUIRED_FIELDS = ("id", "category", "image", "instruction")
 MAX_ID_LENGTH = 200
@@ -175,7 +176,7 @@ def _image_path_problem(root: str, image: str, allow_missing: bool) -> str | Non
     if os.path.isabs(image) or leaves_folder(root, image):
         return f"image path '{image}' leaves the dataset folder {root}"
     if not allow_missing and not os.path.isfile(full):
-        return f"image file not found: {full}"
+        return f"not a regular file: {full}" if os.path.exists(full) else f"image file not found: {full}"
     return None
 
 
@@ -207,7 +208,7 @@ def check_images(samples: Sequence[Sample], dataset_path: str, *, skip_unreadabl
     for sample in samples:
         path = os.path.join(root, sample.image)
         try:
-            with open(path, "rb") as f:
+            with open_regular(path) as f:
                 data = f.read()
             check_image(data)
         except FileNotFoundError:

@@ -18,7 +18,7 @@ import os
 from typing import Sequence
 
 from shards.dataset import DatasetError, leaves_folder, list_problems
-from shards.store import sha256_file
+from shards.store import open_regular, sha256_file
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -60,6 +60,8 @@ def _read_folder(folder: str) -> tuple[dict[str, str], list[str]]:
             sample_id = os.path.relpath(os.path.join(here, stem), folder).replace(os.sep, "/")
             if leaves_folder(folder, path):
                 problems.append(f"{path}: the image is a link to a file outside {folder} ({os.path.realpath(path)})")
+            elif unreadable(path):
+                problems.append(f"{path}: {unreadable(path)}")
             elif sample_id in found:
                 problems.append(f"{folder}: two images for sample '{sample_id}': "
                                 f"{os.path.relpath(found[sample_id], folder)} and {os.path.relpath(path, folder)}")
@@ -101,11 +103,22 @@ def _read_jsonl(path: str) -> tuple[dict[str, str], list[str]]:
                                 f"leaves the folder {root} (list images inside the JSONL's folder; a link there "
                                 "must not lead elsewhere)")
                 continue
-            if not os.path.isfile(edited):
-                problems.append(f"{path}:{lineno}: sample '{record['id']}': edited image not found: {edited}")
+            if not os.path.lexists(edited) or unreadable(edited):
+                problems.append(f"{path}:{lineno}: sample '{record['id']}': " + (
+                    f"{edited}: {unreadable(edited)}" if os.path.lexists(edited) else f"edited image not found: {edited}"))
                 continue
             found[record["id"]] = edited
     return found, problems
+
+
+def unreadable(path: str) -> str | None:
+    """Why the image file `path` cannot be read (a FIFO, a folder, a link to nothing, no permission), or None: the
+    launcher reads every brought image for the source's digest, and would otherwise wait or fail there."""
+    try:
+        with open_regular(path):
+            return None
+    except OSError as e:
+        return e.strerror or str(e)
 
 
 def edits_identity(source: str, edits: dict[str, str], dataset_sha256: str) -> dict[str, object]:

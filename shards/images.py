@@ -52,7 +52,9 @@ def open_image(path: str):
     """
     from PIL import ImageOps
 
-    with open(path, "rb") as f, _opened(f) as image:
+    from shards.store import open_regular
+
+    with open_regular(path) as f, _opened(f) as image:
         return to_rgb(ImageOps.exif_transpose(image))
 
 
@@ -85,6 +87,12 @@ def _opened(f: IO[bytes]) -> Iterator:
                 yield image
         except Image.DecompressionBombError:
             raise ImageError(_too_large(None)) from None
+        except (ImageError, OSError, SyntaxError, ValueError, MemoryError):
+            raise
+        except Exception as e:
+            # Pillow's decoders raise more than OSError for a damaged file (a TIFF's TypeError "Missing dimensions"
+            # while counting its pages, a DDS's NotImplementedError): one kind, so the file is named, not a traceback.
+            raise OSError(f"{type(e).__name__}: {e}") from e
 
 
 def _check_header(image) -> None:

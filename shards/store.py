@@ -8,13 +8,15 @@ half a file. No pickle anywhere: safetensors and JSON only.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib.metadata
 import json
 import os
 import platform
+import stat
 import uuid
-from typing import Any, Iterable
+from typing import Any, BinaryIO, Iterable
 
 from shards.journal import JournalRead, JournalWriter, journal_path, journal_paths, read_journals
 
@@ -68,9 +70,28 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def open_regular(path: str) -> BinaryIO:
+    """`path` opened for binary reading, refused unless it is a regular file (after links): opening a FIFO named
+    like an image waits for a writer forever, and a device never ends.
+
+    Raises:
+        OSError: for a path that is not a regular file, naming it, or that cannot be opened.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)       # returns at once, even for a FIFO nobody writes to
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a folder, a FIFO, a device or a socket): reading it "
+                                        "could wait forever", path)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def sha256_file(path: str) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

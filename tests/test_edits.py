@@ -114,3 +114,21 @@ def test_a_source_folder_that_is_itself_a_link_is_read_where_it_leads(tmp_path):
     os.symlink(tmp_path / "results", tmp_path / "edits")
     found = find_edits(str(tmp_path / "edits"), ["color_alter/en/a1"], ["color_alter/en/a1"])
     assert found == {"color_alter/en/a1": str(tmp_path / "edits" / "color_alter" / "en" / "a1.png")}
+
+
+def test_an_image_name_that_is_no_readable_file_is_named_in_a_folder_and_a_jsonl(tmp_path):
+    # Found and then read for the source's digest, a FIFO would block the launcher for ever and a link to nothing
+    # end it with a traceback.
+    edits = tmp_path / "edits"
+    _png(edits / "a.png")
+    os.mkfifo(edits / "pipe.png")
+    os.symlink("nothing-here.png", edits / "dangling.png")
+    (edits / "folder.png").mkdir()                                     # a folder named like an image: a folder
+    message = _refusal(edits, ["a", "pipe", "dangling"])
+    assert f"{edits / 'pipe.png'}: not a regular file" in message
+    assert f"{edits / 'dangling.png'}: " in message and "No such file" in message
+    path = _jsonl(edits, [{"id": "a", "edited": "a.png"}, {"id": "pipe", "edited": "pipe.png"},
+                          {"id": "dangling", "edited": "dangling.png"}])
+    message = _refusal(path, ["a", "pipe", "dangling"])
+    assert f"{path}:2: sample 'pipe': {edits / 'pipe.png'}: not a regular file" in message
+    assert f"{path}:3: sample 'dangling': {edits / 'dangling.png'}: No such file or directory" in message

@@ -168,3 +168,72 @@ def test_a_decompression_bomb_is_a_clear_error_naming_the_limit(tmp_path, size):
     # 20000x20000 is over twice Pillow's limit (it raises); 10000x10000 is between (Pillow only warns).
     _huge_png(tmp_path / "huge.png", *size)
     _refused(tmp_path, "huge.png", "over 89,478,485 pixels, Pillow's decompression-bomb limit")
+
+
+def _damaged_files(folder) -> list[str]:
+    """Files Pillow fails on with another exception than OSError: a TIFF whose next-page pointer leads into its
+    pixels (TypeError 'Missing dimensions', while counting its frames) and a DDS without a pixel-format flag
+    (NotImplementedError, while opening)."""
+    import io
+
+    tiff = io.BytesIO()
+    Image.new("RGB", (16, 16), (100, 100, 100)).save(tiff, "TIFF")
+    tiff = bytearray(tiff.getvalue())
+    first = struct.unpack("<I", tiff[4:8])[0]
+    after = first + 2 + 12 * struct.unpack("<H", tiff[first:first + 2])[0]     # the next page's offset
+    tiff[after:after + 4] = struct.pack("<I", 185)
+    (folder / "next-page.tif").write_bytes(bytes(tiff))
+    dds = io.BytesIO()
+    Image.new("RGBA", (8, 8)).save(dds, "DDS")
+    dds = bytearray(dds.getvalue())
+    dds[80:84] = bytes(4)                                                       # no pixel-format flag
+    (folder / "flagless.dds").write_bytes(bytes(dds))
+    return ["next-page.tif", "flagless.dds"]
+
+
+def test_a_damaged_file_is_named_undecodable_whatever_pillow_raises(tmp_path):
+    from edit_stage.imports import check_edits
+    from launch.benchmarks.common import Row, image_problems
+
+    for name in _damaged_files(tmp_path):
+        path = str(tmp_path / name)
+        with pytest.raises(OSError):
+            open_image(path)
+        assert _checked(tmp_path, name).failed[name].startswith(f"cannot decode image {name}: ")
+        with pytest.raises(DatasetError, match=f"{re.escape(path)}: sample 's': cannot decode the edited image: "):
+            check_edits({"s": path})
+        row = Row(id="s", category="c", instruction="x", image=name, source=path)
+        assert image_problems([row])[0].startswith(f"s: cannot decode image {path}: ")
+
+
+def _within(seconds: int, call):
+    """`call()`, or a failure when it blocks longer than `seconds` (opening a FIFO waits for a writer)."""
+    import signal
+
+    def stop(*_):
+        raise TimeoutError(f"still blocked after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        return call()
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_fifo_named_like_an_image_is_refused_at_once_not_waited_on(tmp_path):
+    from edit_stage.imports import check_edits
+
+    os.mkfifo(tmp_path / "pipe.png")
+    path = _dataset(tmp_path, {"pipe.png": "pipe.png"})
+    samples = load_dataset(path, allow_missing_images=True)                 # as the stages load it
+    failed = _within(10, lambda: check_images(samples, path, skip_unreadable=True)).failed
+    assert "not a regular file" in failed["pipe.png"]
+    with pytest.raises(OSError, match="not a regular file"):
+        _within(10, lambda: open_image(str(tmp_path / "pipe.png")))
+    with pytest.raises(DatasetError, match="not a regular file"):
+        _within(10, lambda: check_edits({"s": str(tmp_path / "pipe.png")}))
+    with pytest.raises(DatasetError, match=r"image file not found|not a regular file") as info:
+        load_dataset(path)                                                  # as the launcher loads it
+    assert "not a regular file" in str(info.value)

@@ -141,6 +141,7 @@ def image_problems(rows: list[Row]) -> list[str]:
     """Every image the import would write that the dataset loader would refuse: decoded as it will decode it
     (`shards.images.check_image`), so that an import that succeeds is a dataset the stages take."""
     from shards.images import ImageError, check_image
+    from shards.store import open_regular
 
     problems = []
     for row in rows:
@@ -151,7 +152,7 @@ def image_problems(rows: list[Row]) -> list[str]:
                 if path is None:
                     check_image(row.data)
                 else:
-                    with open(path, "rb") as f:
+                    with open_regular(path) as f:
                         check_image(f.read())
             except ImageError as e:
                 problems.append(f"{row.id}: cannot use {what}: {e}")
