@@ -62,7 +62,7 @@ def load_dataset(path: str, categories: Sequence[str] | Mapping[str, Sequence[st
     root = os.path.dirname(os.path.abspath(path))
     try:
         with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
+            lines = f.read().split("\n")     # not splitlines(): U+2028 or U+0085 may sit raw inside a string
     except (OSError, UnicodeDecodeError) as e:
         raise DatasetError(f"{path}: cannot read dataset: {e}") from None
     samples, seen, problems = [], {}, []

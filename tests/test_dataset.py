@@ -159,3 +159,15 @@ def test_every_image_the_tool_reads_goes_through_open_image():
             opens = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and ast.unparse(n.func) == "Image.open"]
             if (package, name) != ("shards", "images.py"):
                 assert not opens, f"{package}/{name} opens an image without applying its EXIF orientation"
+
+
+def test_a_line_separator_inside_a_text_is_part_of_the_text_not_a_new_line(tmp_path):
+    # JSON Lines ends a line at "\n" only; json.dumps(..., ensure_ascii=False), as import-benchmark writes, keeps
+    # U+2028, U+2029 and U+0085 raw inside strings, where str.splitlines() would cut the line in three.
+    instruction = "first\u2028second\u2029third\x85fourth\x0bfifth\x1cend"
+    path = _dataset(tmp_path, [{**GOOD, "instruction": instruction}, {**GOOD, "id": "b"}])
+    with open(path, "rb") as f:
+        assert f.read().count(b"\n") == 2                                   # two lines, as written
+    samples = load_dataset(path)
+    assert [s.instruction for s in samples] == [instruction, "drop it"]
+    assert [s.line for s in samples] == [1, 2]
