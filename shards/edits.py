@@ -5,7 +5,9 @@ A source is a folder with one image per sample named `<id>.png`, `.jpg`, `.jpeg`
 folders (`FOLDER/color_alter/en/a1.png` for GEdit-Bench's `color_alter/en/a1`), or a JSONL file of
 `{"id": ..., "edited": path}` lines (paths relative to the JSONL's folder). As for a dataset's images, an image
 must stay inside the source's folder once links are resolved: an absolute or `../` path, or a link (to a file or
-a folder) that leads elsewhere, is refused. Missing, extra and duplicate images are all named at once, before
+a folder) that leads elsewhere, is refused. A file named in another Unicode normalization than its id (macOS
+writes names decomposed) is that id's image. An id no file name can hold (an empty, '.', '..' or hidden part, a
+part over 250 bytes) needs a JSONL. Missing, extra and duplicate images are all named at once, before
 anything is written. Standard library only: the launcher checks a source before it builds any environment;
 `edit_stage.imports` decodes the images and writes the shards.
 """
@@ -15,9 +17,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Sequence
+import unicodedata
+from typing import Iterator, Sequence
 
-from shards.dataset import DatasetError, leaves_folder, list_problems
+from shards.dataset import DatasetError, _printable, leaves_folder, list_problems
 from shards.store import open_regular, sha256_file
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
@@ -36,14 +39,43 @@ def find_edits(source: str, wanted: Sequence[str], known: Sequence[str]) -> dict
         DatasetError: listing every missing, extra, duplicate or unlisted image, and every bad JSONL line.
     """
     found, problems = _read_jsonl(source) if os.path.isfile(source) else _read_folder(source)
+    found = _under_dataset_ids(source, found, known, problems)
     known_ids = set(known)
-    problems += [f"{source}: an edited image for '{i}', which is not a sample of the dataset ({found[i]})"
-                 for i in found if i not in known_ids]
-    problems += [f"{source}: no edited image for sample '{i}'" for i in wanted if i not in found]
+    problems += [f"{source}: an edited image for '{_printable(i)}', which is not a sample of the dataset "
+                 f"({found[i]})" for i in found if i not in known_ids]
+    problems += [f"{source}: no edited image for sample '{_printable(i)}'" + (
+        "" if os.path.isfile(source) or folder_can_hold(i) else " (no file name in a folder can hold this id: list "
+                                                                "its image in a JSONL file instead)")
+        for i in wanted if i not in found]
     if problems:
         raise DatasetError(list_problems(problems) + "\n(bring one image per sample, named by its id, or list "
                                                      "them in a JSONL file of {\"id\": ..., \"edited\": path} lines)")
     return found
+
+
+def folder_can_hold(sample_id: str) -> bool:
+    """Whether `<id>.png` in a folder can be this id's image: each of its '/'-parts a visible file name (not empty,
+    '.', '..' or hidden, which the folder's walk skips) short enough for the file system (255 bytes)."""
+    return all(part not in ("", ".", "..") and not part.startswith(".") and len(part.encode("utf-8", "replace")) <= 250
+               for part in sample_id.split("/"))
+
+
+def _under_dataset_ids(source: str, found: dict[str, str], known: Sequence[str], problems: list[str]) -> dict[str, str]:
+    """`found` with an id the dataset holds only in another Unicode normalization under the dataset's id: macOS
+    names files decomposed (NFD), while a dataset's JSON holds what was typed (mostly NFC), and both show alike."""
+    known_ids, forms = set(known), {}
+    for sample_id in known:
+        forms.setdefault(unicodedata.normalize("NFC", sample_id), []).append(sample_id)
+    result: dict[str, str] = {}
+    for sample_id, path in sorted(found.items(), key=lambda item: item[0] not in known_ids):   # exact names first
+        same = forms.get(unicodedata.normalize("NFC", sample_id), [])
+        key = same[0] if sample_id not in known_ids and len(same) == 1 else sample_id
+        if key in result:
+            problems.append(f"{source}: two images for sample '{_printable(key)}' (their names differ only in "
+                            f"Unicode normalization): {result[key]} and {path}")
+        else:
+            result[key] = path
+    return result
 
 
 def _read_folder(folder: str) -> tuple[dict[str, str], list[str]]:
@@ -81,34 +113,50 @@ def _enter(folder: str, path: str, problems: list[str]) -> bool:
 
 def _read_jsonl(path: str) -> tuple[dict[str, str], list[str]]:
     root, found, problems = os.path.dirname(os.path.abspath(path)), {}, []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                problems.append(f"{path}:{lineno}: not valid JSON: {e}")
-                continue
-            if not (isinstance(record, dict) and isinstance(record.get("id"), str)
-                    and isinstance(record.get("edited"), str)):
-                problems.append(f"{path}:{lineno}: expected {{\"id\": ..., \"edited\": path}}")
-                continue
-            if record["id"] in found:
-                problems.append(f"{path}:{lineno}: sample '{record['id']}' is listed twice")
-                continue
-            edited = os.path.join(root, record["edited"])
-            if os.path.isabs(os.path.expanduser(record["edited"])) or leaves_folder(root, record["edited"]):
-                problems.append(f"{path}:{lineno}: sample '{record['id']}': edited image path '{record['edited']}' "
-                                f"leaves the folder {root} (list images inside the JSONL's folder; a link there "
-                                "must not lead elsewhere)")
-                continue
-            if not os.path.lexists(edited) or unreadable(edited):
-                problems.append(f"{path}:{lineno}: sample '{record['id']}': " + (
-                    f"{edited}: {unreadable(edited)}" if os.path.lexists(edited) else f"edited image not found: {edited}"))
-                continue
-            found[record["id"]] = edited
+    for lineno, sample_id, image in _jsonl_lines(path, problems):
+        where = f"{path}:{lineno}: sample '{_printable(sample_id)}'"
+        edited = os.path.join(root, image)
+        if sample_id in found:
+            problems.append(f"{where} is listed twice")
+        elif "\0" in image:
+            problems.append(f"{where}: edited image path '{_printable(image)}' holds a NUL character")
+        elif os.path.isabs(os.path.expanduser(image)) or leaves_folder(root, image):
+            problems.append(f"{where}: edited image path '{_printable(image)}' leaves the folder {root} (list images "
+                            "inside the JSONL's folder; a link there must not lead elsewhere)")
+        elif not os.path.lexists(edited):
+            problems.append(f"{where}: edited image not found: {edited}")
+        elif unreadable(edited):
+            problems.append(f"{where}: {edited}: {unreadable(edited)}")
+        else:
+            found[sample_id] = edited
     return found, problems
+
+
+def _jsonl_lines(path: str, problems: list[str]) -> Iterator[tuple[int, str, str]]:
+    """(line number, id, edited path) of each well-formed line; a problem noted for each other one."""
+    try:
+        with open_regular(path) as f:
+            lines = f.read().split(b"\n")
+    except OSError as e:
+        problems.append(f"{path}: cannot read: {e.strerror or e}")
+        return
+    for lineno, raw in enumerate(lines, start=1):
+        try:
+            line = raw.decode("utf-8")
+            record = json.loads(line) if line.strip() else None
+        except UnicodeDecodeError as e:
+            problems.append(f"{path}:{lineno}: not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1})")
+            continue
+        except json.JSONDecodeError as e:
+            problems.append(f"{path}:{lineno}: not valid JSON: {e}")
+            continue
+        if record is None:
+            continue
+        if not (isinstance(record, dict) and isinstance(record.get("id"), str)
+                and isinstance(record.get("edited"), str)):
+            problems.append(f"{path}:{lineno}: expected {{\"id\": ..., \"edited\": path}}")
+            continue
+        yield lineno, record["id"], record["edited"]
 
 
 def unreadable(path: str) -> str | None:

@@ -132,3 +132,45 @@ def test_an_image_name_that_is_no_readable_file_is_named_in_a_folder_and_a_jsonl
     message = _refusal(path, ["a", "pipe", "dangling"])
     assert f"{path}:2: sample 'pipe': {edits / 'pipe.png'}: not a regular file" in message
     assert f"{path}:3: sample 'dangling': {edits / 'dangling.png'}: No such file or directory" in message
+
+
+def test_a_jsonl_line_with_a_nul_or_bytes_that_are_not_utf8_is_named_with_its_line(tmp_path):
+    folder = tmp_path / "edits"
+    _png(folder / "a.png")
+    path = folder / "list.jsonl"
+    path.write_bytes(b'{"id": "a", "edited": "a.png\\u0000"}\n{"id": "b", "edited": "\xe9.png"}\n'
+                     b'{"id": "c\\ud800", "edited": "a.png"}\n')
+    message = _refusal(path, ["a", "b"], ["a", "b"])
+    assert f"{path}:1: sample 'a': edited image path 'a.png\\x00' holds a NUL character" in message
+    assert f"{path}:2: not UTF-8 text" in message
+    assert "an edited image for 'c\\ud800', which is not a sample" in message
+    message.encode("utf-8")                                             # printable, whatever the ids hold
+
+
+def test_a_file_named_in_another_unicode_normalization_is_its_ids_image(tmp_path):
+    # macOS writes file names decomposed (NFD); a dataset's JSON holds them composed (NFC), as typed.
+    import unicodedata
+
+    composed = ["café/crème", "한국"]
+    edits = tmp_path / "edits"
+    for sample_id in composed:
+        _png(edits / f"{unicodedata.normalize('NFD', sample_id)}.png")
+    found = find_edits(str(edits), composed, composed)
+    assert found == {i: str(edits / f"{unicodedata.normalize('NFD', i)}.png") for i in composed}
+    both = ["café", unicodedata.normalize("NFD", "café")]                 # a dataset that holds both forms
+    for sample_id in both:
+        _png(tmp_path / "both" / f"{sample_id}.png")
+    assert find_edits(str(tmp_path / "both"), both, both) == {i: str(tmp_path / "both" / f"{i}.png") for i in both}
+    _png(edits / f"{unicodedata.normalize('NFC', '한국')}.png")             # one id's image in both forms
+    assert "two images for sample '한국' (their names differ only in Unicode normalization)" in \
+        _refusal(edits, composed, composed)
+
+
+def test_an_id_a_folder_cannot_hold_says_to_list_it_in_a_jsonl(tmp_path):
+    edits = tmp_path / "edits"
+    _png(edits / "a.png")
+    odd = ["/abs", "trailing/", "a//b", "./a", "x/../a", ".hidden", "é" * 130]
+    message = _refusal(edits, odd, odd + ["a"])
+    for sample_id in odd:
+        assert f"no edited image for sample '{sample_id}' (no file name in a folder can hold this id: list its " \
+               "image in a JSONL file" in message
