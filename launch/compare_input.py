@@ -14,6 +14,7 @@ import os
 from typing import Any, Callable
 
 STATUSES = ("ok", "unparsed", "failed")
+MIN_SCORE, MAX_SCORE = 0, 10      # the judge's scale (score_stage.parsing); off it, differences can overflow to inf
 _MISSING = object()
 
 
@@ -56,6 +57,8 @@ def _read_json(path: str) -> Any:
         raise CompareError(f"{path}: cannot read: {e}") from None
     except json.JSONDecodeError as e:
         raise CompareError(f"{path}: not valid JSON: {e}") from None
+    except RecursionError:
+        raise CompareError(f"{path}: not valid JSON: nested too deep for the parser") from None
 
 
 def _shown(value: Any) -> str:
@@ -66,7 +69,13 @@ def _shown(value: Any) -> str:
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and (isinstance(value, int)
+                                                                                 or math.isfinite(value))
+
+
+def _score(value: Any) -> bool:
+    """A number on the judge's scale: scores and their means (an int of 400 digits is compared, never converted)."""
+    return _number(value) and MIN_SCORE <= value <= MAX_SCORE
 
 
 def _count(value: Any) -> bool:
@@ -74,14 +83,14 @@ def _count(value: Any) -> bool:
 
 
 def _interval(value: Any) -> bool:
-    return value is None or (isinstance(value, list) and len(value) == 2 and all(map(_number, value)))
+    return value is None or (isinstance(value, list) and len(value) == 2 and all(map(_score, value)))
 
 
 KINDS: dict[str, Callable[[Any], bool]] = {
     "an object": lambda v: isinstance(v, dict), "a list": lambda v: isinstance(v, list),
     "text": lambda v: isinstance(v, str), "text or null": lambda v: v is None or isinstance(v, str),
-    "a number or null": lambda v: v is None or _number(v), "a count (0 or more)": _count,
-    "null or [low, high]": _interval,
+    "a number from 0 to 10, or null": lambda v: v is None or _score(v), "a count (0 or more)": _count,
+    "null or [low, high] from 0 to 10": _interval,
 }
 
 
@@ -118,6 +127,9 @@ def check_report(path: str, report: Any) -> None:
     first: dict[str, int] = {}
     for i, sample in enumerate(_field(path, report, "", "samples", "a list")):
         _check_sample(path, f"samples[{i}]", sample)
+        if sample["category"] not in report["categories"]:      # the pairs' figures are summed per category
+            raise CompareError(f"{path}: samples[{i}].category: {_shown(sample['category'])} is not one of the "
+                               f"report's categories ({', '.join(report['categories'])})")
         if sample["id"] in first:
             raise CompareError(f"{path}: samples[{i}].id: {_shown(sample['id'])} appears twice "
                                f"(first at samples[{first[sample['id']]}])")
@@ -126,8 +138,8 @@ def check_report(path: str, report: Any) -> None:
 
 def _check_summary(path: str, at: str, node: dict, means: tuple[str, ...], counts: tuple[str, ...]) -> None:
     for key in means:
-        _field(path, node, at, key, "a number or null")
-        _field(path, node, at, f"{key}_ci95", "null or [low, high]", required=False)
+        _field(path, node, at, key, "a number from 0 to 10, or null")
+        _field(path, node, at, f"{key}_ci95", "null or [low, high] from 0 to 10", required=False)
     for key in counts:
         _field(path, node, at, key, "a count (0 or more)")
 
@@ -143,8 +155,9 @@ def _check_sample(path: str, at: str, sample: Any) -> None:
     if status not in STATUSES:
         raise CompareError(f"{path}: {at}.status: expected one of {', '.join(STATUSES)}, got {_shown(status)}")
     score = sample.get("score", _MISSING)
-    if status == "ok" and not _number(score):
-        raise CompareError(f"{path}: {at}.score: expected a number for a scored sample, got {_shown(score)}")
+    if status == "ok" and not _score(score):
+        raise CompareError(f"{path}: {at}.score: expected a number from 0 to 10 for a scored sample, got "
+                           f"{_shown(score)}")
     if status != "ok" and score is not None:
         raise CompareError(f"{path}: {at}.score: expected null for a sample with status '{status}', "
                            f"got {_shown(score)}")

@@ -127,20 +127,35 @@ def _broken(report, change):
 
 @pytest.mark.parametrize("change, named", [
     (lambda r: r["samples"][1].update(score="high"),
-     "samples[1].score: expected a number for a scored sample, got 'high'"),
-    (lambda r: r["samples"][1].update(score=None), "samples[1].score: expected a number for a scored sample, got null"),
+     "samples[1].score: expected a number from 0 to 10 for a scored sample, got 'high'"),
+    (lambda r: r["samples"][1].update(score=None), "samples[1].score: expected a number from 0 to 10 for a scored "
+                                                   "sample, got null"),
     (lambda r: r["samples"][3].update(score=2.0), "samples[3].score: expected null for a sample with status "
                                                   "'unparsed', got 2.0"),
     (lambda r: r.pop("overall"), "overall: expected an object, got nothing (the key is missing)"),
     (lambda r: r.pop("samples"), "samples: expected a list, got nothing (the key is missing)"),
-    (lambda r: r["overall"].update(mean_over_samples="4.5"), "overall.mean_over_samples: expected a number or null, "
-                                                             "got '4.5'"),
+    (lambda r: r["overall"].update(mean_over_samples="4.5"), "overall.mean_over_samples: expected a number from 0 "
+                                                             "to 10, or null, got '4.5'"),
     (lambda r: r["categories"]["x"].update(count=-1), "categories.x.count: expected a count (0 or more), got -1"),
     (lambda r: r["samples"][0].update(status="done"), "samples[0].status: expected one of ok, unparsed, failed, got "
                                                       "'done'"),
     (lambda r: r["samples"][2].update(id="s1"), "samples[2].id: 's1' appears twice (first at samples[0])"),
     (lambda r: r["record"]["dataset"].update(sha256=7), "record.dataset.sha256: expected text, got 7"),
     (lambda r: r.update(judge_model=None), "judge_model: expected text, got null"),
+    # Off the judge's 0..10 scale: two such scores made a difference of inf, written to compare.json as Infinity.
+    (lambda r: r["samples"][0].update(score=1e308), "samples[0].score: expected a number from 0 to 10 for a scored "
+                                                   "sample, got 1e+308"),
+    (lambda r: r["samples"][0].update(score=-0.5), "samples[0].score: expected a number from 0 to 10 for a scored "
+                                                  "sample, got -0.5"),
+    (lambda r: r["samples"][0].update(score=10 ** 400), "samples[0].score: expected a number from 0 to 10 for a "
+                                                      "scored sample, got " + str(10 ** 400)[:57] + "..."),
+    (lambda r: r["overall"].update(mean_over_categories=11), "overall.mean_over_categories: expected a number from 0 "
+                                                             "to 10, or null, got 11"),
+    (lambda r: r["categories"]["y"].update(mean_ci95=[1, 1e400]), "categories.y.mean_ci95: expected null or [low, "
+                                                                  "high] from 0 to 10, got [1, Infinity]"),
+    # A sample of a category the report does not list was left out of every pair's figures without a word.
+    (lambda r: r["samples"][0].update(category="z"), "samples[0].category: 'z' is not one of the report's "
+                                                     "categories (x, y)"),
 ])
 def test_a_hand_edited_report_is_refused_naming_the_file_and_field(tmp_path, change, named):
     from launch.compare import CompareError, load_run
@@ -149,6 +164,23 @@ def test_a_hand_edited_report_is_refused_naming_the_file_and_field(tmp_path, cha
     with pytest.raises(CompareError) as e:
         load_run(folder)
     assert str(e.value) == f"{folder}/report.json: {named}"
+
+
+def test_compare_holds_scores_to_the_judges_own_scale():
+    from launch.compare_input import MAX_SCORE, MIN_SCORE
+    from score_stage import parsing
+
+    assert (MIN_SCORE, MAX_SCORE) == (parsing.MIN_SCORE, parsing.MAX_SCORE)
+
+
+def test_a_report_nested_too_deep_for_the_parser_is_named_not_a_traceback(tmp_path):
+    from launch.compare import CompareError, load_run
+
+    folder = tmp_path / "a"
+    folder.mkdir()
+    (folder / "report.json").write_text("[" * 100000 + "]" * 100000, encoding="utf-8")
+    with pytest.raises(CompareError, match=r"a/report.json: not valid JSON: nested too deep"):
+        load_run(str(folder))
 
 
 def test_thumbnails_that_are_not_valid_json_are_named(tmp_path):
