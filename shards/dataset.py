@@ -109,14 +109,17 @@ def list_problems(problems: list[str], shown: int = 20) -> str:
 def _parse_line(line: str, lineno: int) -> Sample:
     try:
         record = json.loads(line)
+        text_problem = next(_text_problems(record), None)
     except json.JSONDecodeError as e:
         raise DatasetError(f"{lineno}: not valid JSON: {e}") from None
+    except RecursionError:                  # both recurse once per level of nesting
+        raise DatasetError(f"{lineno}: nested too deep for Python's JSON reader") from None
     if not isinstance(record, dict):
         raise DatasetError(f"{lineno}: expected a JSON object")
     sample_id = record.get("id")
     label = f"{lineno}: sample '{_printable(sample_id)}'" if isinstance(sample_id, str) else str(lineno)
-    for field_path, problem in _text_problems(record):
-        raise DatasetError(f"{label}: field '{field_path}' {problem}")
+    if text_problem:
+        raise DatasetError(f"{label}: field '{text_problem[0]}' {text_problem[1]}")
     for key in REQUIRED_FIELDS:
         if not isinstance(record.get(key), str) or not record[key].strip():
             raise DatasetError(f"{label}: missing or empty required field '{key}' (a non-empty string)")

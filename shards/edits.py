@@ -150,6 +150,9 @@ def _jsonl_lines(path: str, problems: list[str]) -> Iterator[tuple[int, str, str
         except json.JSONDecodeError as e:
             problems.append(f"{path}:{lineno}: not valid JSON: {e}")
             continue
+        except RecursionError:
+            problems.append(f"{path}:{lineno}: nested too deep for Python's JSON reader")
+            continue
         if record is None:
             continue
         if not (isinstance(record, dict) and isinstance(record.get("id"), str)

@@ -372,3 +372,12 @@ def test_the_launchers_bare_python_reads_gedits_parquet_in_the_judge_environment
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"reading parquet and decoding the images with the judge environment's {pythons['score']}" in done.stdout
     assert "gedit: 4 samples in 2 categories" in done.stdout
+
+
+def test_an_index_nested_too_deep_for_the_parser_is_named_not_a_traceback(tmp_path):
+    from launch.benchmarks.common import BenchmarkError, read_json
+
+    path = tmp_path / "data_total.json"
+    path.write_text("[" * 100000 + "]" * 100000, encoding="utf-8")
+    with pytest.raises(BenchmarkError, match=f"{path}: cannot read the RISEBench index: nested too deep"):
+        read_json(str(path), "RISEBench index")

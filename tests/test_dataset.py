@@ -56,6 +56,9 @@ GOOD = {"id": "a", "category": "物理", "image": "images/a.png", "instruction":
      ":1: sample 'a': field 'instruction' is not valid Unicode text"),
     ([json.dumps({**GOOD, "id": "x"}).replace('"x"', '"\\udc00"')],
      ":1: sample '\\udc00': field 'id' is not valid Unicode text"),
+    # Nested deeper than Python's parser (or the text check) recurses: a RecursionError traceback before.
+    ([json.dumps(GOOD)[:-1] + ', "deep": ' + "[" * 100000 + "]" * 100000 + "}"], ":1: nested too deep for Python's JSON reader"),
+    ([json.dumps(GOOD)[:-1] + ', "deep": ' + "[" * 990 + "]" * 990 + "}"], ":1: nested too deep for Python's JSON reader"),
 ])
 def test_bad_lines_are_refused_with_line_and_sample(tmp_path, records, expected):
     path = _dataset(tmp_path, records)

@@ -139,11 +139,12 @@ def test_a_jsonl_line_with_a_nul_or_bytes_that_are_not_utf8_is_named_with_its_li
     _png(folder / "a.png")
     path = folder / "list.jsonl"
     path.write_bytes(b'{"id": "a", "edited": "a.png\\u0000"}\n{"id": "b", "edited": "\xe9.png"}\n'
-                     b'{"id": "c\\ud800", "edited": "a.png"}\n')
+                     b'{"id": "c\\ud800", "edited": "a.png"}\n' + b"[" * 100000 + b"]" * 100000 + b"\n")
     message = _refusal(path, ["a", "b"], ["a", "b"])
     assert f"{path}:1: sample 'a': edited image path 'a.png\\x00' holds a NUL character" in message
     assert f"{path}:2: not UTF-8 text" in message
     assert "an edited image for 'c\\ud800', which is not a sample" in message
+    assert f"{path}:4: nested too deep for Python's JSON reader" in message
     message.encode("utf-8")                                             # printable, whatever the ids hold
 
 

@@ -54,6 +54,8 @@ def read_json(path: str, what: str) -> Any:
             return json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BenchmarkError(f"{path}: cannot read the {what}: {e}") from None
+    except RecursionError:                  # the parser recurses once per level of nesting
+        raise BenchmarkError(f"{path}: cannot read the {what}: nested too deep for Python's JSON reader") from None
 
 
 def text(record: dict, key: str, where: str, problems: list[str], *alternatives: str) -> str | None:
