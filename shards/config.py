@@ -21,7 +21,7 @@ from shards.config_schema import (  # noqa: F401 (re-exported: the config's type
     REPO_ROOT, SINGLE_DIMENSION, TEMPLATE_FIELDS, CategoryPrompts, DatasetConfig, Dimension, DistributedConfig,
     EditConfig, EditSpeed, Environment, LoraAdapter, RunConfig, ScoreConfig,
 )
-from shards.typed_yaml import ConfigError, build, set_dotted, where
+from shards.typed_yaml import ConfigError, build, load_yaml, set_dotted, where
 
 EXTRA_FIELD = re.compile(r"extra\[([^\]]+)\]")   # a sample's own field in a template: {extra[reference]}
 TEXT_SPEC = re.compile(r"(?:.?[<>^])?0?(\d*)(?:\.\d+)?s?", re.DOTALL)  # a text field's format spec; group 1: width
@@ -41,7 +41,7 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
     source = os.path.abspath(path)
     try:
         with open(source, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
+            raw = load_yaml(f)
     except (OSError, yaml.YAMLError) as e:
         raise ConfigError(f"{source}: cannot read config: {e}") from None
     if not isinstance(raw, dict):
@@ -93,7 +93,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if not sep or not key.strip():
             raise ConfigError(f"--set {item}: expected KEY=VALUE, e.g. --set score.mode=generate")
         try:
-            overrides[key.strip()] = yaml.safe_load(value)
+            overrides[key.strip()] = load_yaml(value)
         except yaml.YAMLError as e:
             raise ConfigError(f"--set {item}: the value is not valid YAML: {e}") from None
     flags = {"dataset.categories": args.categories, "dataset.limit": args.limit,

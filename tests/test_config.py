@@ -302,3 +302,47 @@ def test_conversions_and_bounded_format_specs_on_text_are_accepted(tmp_path):
     made = config.score.prompts["环境"].dimensions["score"].user_prompt_template.format(**template_fields(
         {"id": "e1", "category": "环境", "instruction": "melt it", "extra": {"answer": "水"}}))
     assert made == "'e1'           环境 melt it " + " " * 20 + " '\\u6c34'. Score: X"
+
+
+def _config_text(tmp_path, text: str, name: str = "c.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_a_key_written_twice_is_refused_with_both_lines_not_silently_the_last(tmp_path):
+    text = open(write_config(tmp_path), encoding="utf-8").read().replace("  seed: 0\n", "  seed: 0\n  seed: 7\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(_config_text(tmp_path, text))
+    assert "the key 'seed' appears twice" in str(info.value) and "line" in str(info.value)
+    # A category's prompts pasted twice under one name: the first block was lost without a word.
+    text = text.replace("  seed: 7\n", "").replace("\n    社会:", "\n    环境:\n      system_prompt: x\n    社会:")
+    with pytest.raises(ConfigError, match="the key '环境' appears twice"):
+        load_config(_config_text(tmp_path, text))
+
+
+def test_a_merge_key_may_still_be_overridden_by_the_mapping_it_merges_into(tmp_path):
+    text = open(write_config(tmp_path), encoding="utf-8").read()
+    text = text.replace("\nedit:\n", "\nbase: &base\n  seed: 3\n  samples_per_shard: 5\nedit:\n  <<: *base\n", 1)
+    with pytest.raises(ConfigError, match="base: unknown key"):             # the anchor's own key is still unknown
+        load_config(_config_text(tmp_path, text))
+
+
+@pytest.mark.parametrize("written, name", [("on", "on"), ("no", "no"), ("null", "null"), ("010", "010"),
+                                           ("1", "1"), ("1.50", "1.50"), ("2024-01-01", "2024-01-01")])
+def test_a_category_key_is_the_text_written_not_what_yaml_reads_it_as(tmp_path, written, name):
+    # YAML 1.1 reads `on:` as True and `010:` as 8: the category would have been 'True' or '8'.
+    text = open(write_config(tmp_path), encoding="utf-8").read().replace("\n    环境:", f"\n    {written}:", 1)
+    config = load_config(_config_text(tmp_path, text), {"dataset.categories": None})
+    assert name in config.score.prompts and "True" not in config.score.prompts
+
+
+def test_yaml_nested_too_deep_is_named_not_a_traceback(tmp_path):
+    text = open(write_config(tmp_path), encoding="utf-8").read() + "deep: " + "[" * 5000 + "]" * 5000 + "\n"
+    with pytest.raises(ConfigError, match="cannot read config: nested too deep"):
+        load_config(_config_text(tmp_path, text))
+    from shards.config import overrides_from_args, stage_argument_parser
+
+    args = stage_argument_parser("x", "x").parse_args(["--config", "c", "--set", "x=" + "[" * 5000 + "]" * 5000])
+    with pytest.raises(ConfigError, match="--set x=.*nested too deep"):
+        overrides_from_args(args)
