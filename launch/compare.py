@@ -211,7 +211,16 @@ def unique_names(folders: list[str]) -> list[str]:
     names = [os.path.basename(os.path.abspath(f)) for f in folders]
     names = [os.path.join(*os.path.abspath(f).split(os.sep)[-2:]) if names.count(n) > 1 else n
              for f, n in zip(folders, names)]
-    return [n if names.count(n) == 1 else f"{n} #{names[:i].count(n) + 1}" for i, n in enumerate(names)]
+    unique: list[str] = []
+    for i, name in enumerate(names):
+        if names.count(name) == 1 and name not in unique:
+            unique.append(name)
+            continue
+        number = names[:i].count(name) + 1
+        while f"{name} #{number}" in names or f"{name} #{number}" in unique:    # a run named so already ('a #1')
+            number += 1
+        unique.append(f"{name} #{number}")
+    return unique
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -183,6 +183,19 @@ def test_a_report_nested_too_deep_for_the_parser_is_named_not_a_traceback(tmp_pa
         load_run(str(folder))
 
 
+def test_every_run_keeps_a_name_of_its_own_whatever_its_folders_are_called(tmp_path):
+    from launch.compare import unique_names
+
+    # Two runs named 'a' and two named 'a #1', all under folders named x or y: the numbering of the first two
+    # ('x/a #1') took the third's name, and the third run was dropped from the comparison without a word.
+    folders = [str(tmp_path / f"u{i}" / parent / name)
+               for i, (parent, name) in enumerate([("x", "a"), ("x", "a"), ("x", "a #1"), ("y", "a #1")])]
+    names = unique_names(folders)
+    assert len(set(names)) == 4, names
+    assert names[3] == "y/a #1" and names[0].startswith("x/a #") and names[1].startswith("x/a #")
+    assert unique_names([str(tmp_path / "p" / "run"), str(tmp_path / "q" / "run")]) == ["p/run", "q/run"]
+
+
 def test_thumbnails_that_are_not_valid_json_are_named(tmp_path):
     from launch.compare import CompareError, load_run
 
