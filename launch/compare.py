@@ -44,7 +44,7 @@ def scale_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 def data_differences(a: dict[str, Any], b: dict[str, Any], names: tuple[str, str]) -> list[str]:
     """What differs between two runs' data, named; empty when a shared id is the same sample in both: the same
     dataset file, and behind each shared id the same original image, instruction and category."""
-    digests = [run["report"]["record"].get("dataset", {}).get("sha256") for run in (a, b)]
+    digests = [run["report"].get("record", {}).get("dataset", {}).get("sha256") for run in (a, b)]
     missing = [name for name, digest in zip(names, digests) if digest is None]
     if missing:
         owners = " and ".join(f"{name}'s" for name in missing)

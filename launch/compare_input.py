@@ -114,7 +114,8 @@ def check_report(path: str, report: Any) -> None:
         raise CompareError(f"{path}: expected a JSON object, got {_shown(report)}")
     for key in ("edit_model", "judge_model", "scoring_mode"):
         _field(path, report, "", key, "text")
-    record = _field(path, report, "", "record", "an object")
+    # Reports before the run record have none: compare names their data as not recorded (launch.compare).
+    record = _field(path, report, "", "record", "an object", required=False) or {}
     for key in ("judge", "judging", "dataset"):
         _field(path, record, "record", key, "an object", required=False)
     if "dataset" in record:

@@ -90,6 +90,18 @@ def test_a_report_that_does_not_record_its_data_is_refused_naming_what_is_missin
         "stage on that folder again, with its config, to rewrite its report; nothing is judged again)"]
 
 
+def test_a_report_written_before_reports_had_a_record_is_named_like_one_without_its_data(tmp_path):
+    from launch.compare import load_run
+
+    oldest = _report("b", B)["report"]
+    del oldest["record"]                                   # reports before the run record: no 'record' at all
+    runs = {"a": _report("a", A), "b": load_run(_run_folder(tmp_path, "b", oldest))}
+    (pair,) = compare(runs, allow_different_judges=False)["pairs"]
+    assert "refused" in pair and pair["data_differences"] == [
+        "dataset file sha256: not recorded in b's report.json (written before reports recorded it: run the score "
+        "stage on that folder again, with its config, to rewrite its report; nothing is judged again)"]
+
+
 def test_runs_with_no_sample_in_common_say_so_plainly():
     runs = {"a": _report("a", A), "b": _report("b", [("t1", "x", 4.0), ("t2", "y", 5.0)])}
     result = compare(runs, allow_different_judges=False)
