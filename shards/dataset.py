@@ -70,7 +70,7 @@ def load_dataset(path: str, categories: Sequence[str] | Mapping[str, Sequence[st
         if not line.strip():
             continue
         try:
-            sample = _parse_line(line, lineno)
+            sample = parse_line(line, lineno)
         except DatasetError as e:
             problems.append(f"{path}:{e}")
             continue
@@ -106,7 +106,12 @@ def list_problems(problems: list[str], shown: int = 20) -> str:
     return f"{len(problems)} problems:\n  " + "\n  ".join(problems[:shown]) + more
 
 
-def _parse_line(line: str, lineno: int) -> Sample:
+def parse_line(line: str, lineno: int) -> Sample:
+    """One JSONL line as a sample, checked as `load_dataset` checks each line (but its category and image path).
+
+    Raises:
+        DatasetError: `<lineno>: sample '<id>': <what is wrong>`.
+    """
     try:
         record = json.loads(line)
         text_problem = next(_text_problems(record), None)

@@ -381,3 +381,44 @@ def test_an_index_nested_too_deep_for_the_parser_is_named_not_a_traceback(tmp_pa
     path.write_text("[" * 100000 + "]" * 100000, encoding="utf-8")
     with pytest.raises(BenchmarkError, match=f"{path}: cannot read the RISEBench index: nested too deep"):
         read_json(str(path), "RISEBench index")
+
+
+def _rewritten_index(source: str, change) -> None:
+    path = os.path.join(source, "data", "data_total.json")
+    with open(path) as f:
+        records = json.load(f)
+    change(records)
+    with open(path, "w") as f:
+        json.dump(records, f)
+
+
+@pytest.mark.parametrize("change, words", [
+    # The import wrote a dataset that the loader then refused.
+    (lambda r: r[0].update(index="a\nb"), "sample 'a\\nb': the id contains a control character"),
+    (lambda r: r[0].update(index="x" * 300), "the id is 300 characters long"),
+    # Written half: images copied, then UnicodeEncodeError on the JSONL.
+    (lambda r: r[0].update(instruction="\ud800 drop"), "field 'instruction' is not valid Unicode text"),
+    (lambda r: r[1].update(reference="\udc00"), "field 'reference' is not valid Unicode text"),
+    # A TypeError traceback from os.path.join.
+    (lambda r: r[2].update(reference_img=7), "'reference_img' must be a path (text), got 7"),
+])
+def test_a_sample_the_dataset_loader_would_refuse_is_refused_before_anything_is_written(tmp_path, change, words):
+    source, output = risebench_copy(str(tmp_path / "source")), tmp_path / "out"
+    _rewritten_index(source, change)
+    done = _import("risebench", source, output)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert words in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not os.path.exists(output)
+
+
+def test_a_kris_sample_whose_one_input_image_is_in_a_list_is_imported(tmp_path):
+    source, output = kris_copy(str(tmp_path / "source")), tmp_path / "out"
+    path = os.path.join(source, "KRIS_Bench", "physics", "annotation.json")
+    with open(path) as f:
+        annotations = json.load(f)
+    annotations["1"]["ori_img"] = ["1.png"]                 # one image, as a list: read as that image
+    with open(path, "w") as f:
+        json.dump(annotations, f)
+    done = _import("kris", source, output)
+    assert done.returncode == 0, done.stderr
+    assert "physics/1" in {s.id for s in _loaded("kris", output)[1]}

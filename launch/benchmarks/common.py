@@ -95,10 +95,17 @@ def not_found(source: str, name: str, looked_for: list[str]) -> BenchmarkError:
 
 
 def check_rows(rows: list[Row], allow_missing_images: bool) -> list[str]:
-    """Problems with the rows as a whole: duplicate ids, a path that would leave the output folder, missing image
-    files (unless allowed)."""
+    """Problems with the rows as a whole: a line the dataset loader would refuse (an id with a control character
+    or over 200 characters, text that is not valid Unicode), duplicate ids, a path that would leave the output
+    folder, missing image files (unless allowed)."""
+    from shards.dataset import DatasetError, parse_line
+
     problems, seen = [], {}
-    for row in rows:
+    for lineno, row in enumerate(rows, start=1):
+        try:
+            parse_line(json.dumps(dataset_record(row), ensure_ascii=False), lineno)
+        except DatasetError as e:
+            problems.append(f"{DATASET_NAME}:{e}")
         for path in (row.image, *(os.path.relpath(d, IMAGES) for d in row.copies)):
             if os.path.isabs(path) or os.path.normpath(path).split(os.sep)[0] == "..":
                 problems.append(f"{row.id}: the path '{path}' leaves the benchmark's folder")
@@ -175,6 +182,15 @@ def refuse(problems: list[str], source: str, shown: int = 20) -> None:
                              + "\n  ".join(problems[:shown]) + more)
 
 
+def dataset_record(row: Row) -> dict[str, Any]:
+    """The row's line of `benchmark.jsonl`."""
+    record = {"id": row.id, "category": row.category, "image": f"{IMAGES}/{row.image}",
+              "instruction": row.instruction}
+    if row.description:
+        record["description"] = row.description
+    return {**record, **row.extra}
+
+
 def write_dataset(rows: list[Row], output: str) -> str:
     """`output/benchmark.jsonl` and the images under `output/images/`; the JSONL last, so that a folder without
     it holds no dataset. Returns the JSONL's path."""
@@ -193,11 +209,7 @@ def write_dataset(rows: list[Row], output: str) -> str:
         for destination, path in row.copies.items():
             os.makedirs(os.path.dirname(os.path.join(output, destination)), exist_ok=True)
             shutil.copyfile(path, os.path.join(output, destination))
-        record = {"id": row.id, "category": row.category, "image": f"{IMAGES}/{row.image}",
-                  "instruction": row.instruction}
-        if row.description:
-            record["description"] = row.description
-        lines.append(json.dumps({**record, **row.extra}, ensure_ascii=False))
+        lines.append(json.dumps(dataset_record(row), ensure_ascii=False))
     temporary = dataset + ".partial"
     with open(temporary, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")

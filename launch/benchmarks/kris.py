@@ -44,7 +44,7 @@ def read(source: str) -> Reading:
             if isinstance(images, list):
                 left_out.append(f"{task}/{key}")
                 continue
-            image = text(record, "ori_img", where, problems)
+            image = text({"ori_img": images}, "ori_img", where, problems)     # the one image of a list of one
             instruction = text(record, "ins_en", where, problems, "instruction")
             explanation = record.get("explain_en") or record.get("explain")
             if task in EXPLAINED and not explanation:

@@ -8,6 +8,7 @@ text under `reference` and its reference image (copied beside the originals) und
 
 from __future__ import annotations
 
+import json
 import os
 
 from launch.benchmarks.common import BenchmarkError, Reading, Row, not_found, read_json, text
@@ -39,6 +40,9 @@ def read(source: str) -> Reading:
             problems.append(f"{where}: category '{category}' is not one of RISEBench's ({', '.join(CATEGORIES)})")
         reference = record.get("reference") or record.get("reference_txt")
         reference_image = record.get("reference_img")
+        if reference_image is not None and not isinstance(reference_image, str):
+            problems.append(f"{where}: 'reference_img' must be a path (text), got {json.dumps(reference_image)}")
+            continue
         if not reference and not reference_image:
             problems.append(f"{where}: no reference answer ('reference', 'reference_txt' or 'reference_img')")
         if None in (sample_id, category, instruction, image):
