@@ -39,6 +39,14 @@ class DeviceError(RuntimeError):
     """The configured device cannot be used; the message says why and what to change."""
 
 
+def threads_asked(omp_num_threads: str) -> bool:
+    """Whether OMP_NUM_THREADS asks for a thread count: a positive number (OpenMP's list "4,2" starts with one).
+    Empty (`export OMP_NUM_THREADS=`), 0 or text is ignored by torch, which then takes every core, and by torchrun,
+    which only fills in an absent variable."""
+    first = omp_num_threads.split(",")[0].strip()
+    return first.isascii() and first.isdigit() and int(first) > 0
+
+
 def init_distributed(device_setting: str, timeout_s: int) -> DistState:
     """Join the torchrun job on the configured device: cuda:LOCAL_RANK with nccl, or the CPU with gloo.
 
@@ -53,7 +61,7 @@ def init_distributed(device_setting: str, timeout_s: int) -> DistState:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     device = resolve_device(device_setting, local_rank)
-    if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+    if device.type == "cpu" and not threads_asked(os.environ.get("OMP_NUM_THREADS", "")):
         # torchrun sets OMP_NUM_THREADS=1 for each of several ranks but leaves a single rank every core, and the
         # thread count moves float sums in their last bits: one thread unless asked keeps an image (and a score)
         # the same whatever the rank count.

@@ -37,3 +37,16 @@ def test_a_cpu_rank_uses_one_thread_whatever_the_rank_count_unless_omp_num_threa
 
     assert threads(None, init=True) == "1"
     assert threads("2", init=True) == threads("2", init=False)          # an explicit setting is left to torch
+
+
+def test_an_empty_or_invalid_omp_num_threads_counts_as_not_set():
+    # `export OMP_NUM_THREADS=` leaves it empty: torch then takes every core, and so does torchrun's several ranks
+    # (it only fills in a variable that is absent), so one thread must still be chosen here.
+    probe = "import torch; from shards.dist import init_distributed; init_distributed('cpu', 60); " \
+            "print(torch.get_num_threads())"
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "RANK", "WORLD_SIZE")}
+    for value in ("", " ", "abc", "0"):
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=REPO,
+                              env={**env, "OMP_NUM_THREADS": value})
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip().splitlines()[-1] == "1", (value, done.stdout)
