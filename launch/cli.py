@@ -23,6 +23,7 @@ from launch.rollcall import roll_call
 from launch.stages import Rendezvous, StageFailed, run_jobs, start_job, torchrun_command
 from shards.events import CONSOLE_ENV, RUN_ID_ENV
 from shards.runlock import acquire, new_run_id, release
+from shards.seats import leave_seat, take_seat
 
 STAGES = ("edit", "score")
 
@@ -110,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
     try:
+        if run_id and args.nnodes > 1:     # the run's lock lets every node in: a second copy of one is refused here
+            take_seat(config.output_dir, run_id, args.node_rank, args.nnodes, say=say)
         check_output_folder(config, args.restart, args.edits, samples, selected)
         pythons = prepare_environments(config)
         return run(config, pythons, args, rendezvous, run_id, len(selected), len(samples))
@@ -118,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         if run_id:
+            leave_seat(config.output_dir, run_id)
             release(config.output_dir, run_id)
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from shards.config import REPO_ROOT
 from shards.runlock import for_child
+from shards.seats import seat_for_child
 
 
 class StageFailed(RuntimeError):
@@ -85,15 +86,16 @@ def start_job(stage: str, command: list[str], log_dir: str, env: dict[str, str],
     """Start a stage's command in a session of its own (so a timeout or Ctrl-C stops it with every rank).
 
     With `lock` (output folder, run id), the job holds the launcher's lock of the folder from its first
-    instruction, and gets SIGTERM when the launcher dies, even of SIGKILL: torchrun, in a session of its own, would
-    otherwise run on, and a rerun would write beside it.
+    instruction, and this node's seat of a multi-node run (`shards.seats`), and gets SIGTERM when the launcher dies,
+    even of SIGKILL: torchrun, in a session of its own, would otherwise run on, and a rerun would write beside it.
     """
     env = {**os.environ, **env, "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)}
     held, preexec = for_child(*lock) if lock else (None, None)
+    passed = tuple(fd for fd in (held, seat_for_child(*lock) if lock else None) if fd is not None)
     try:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env,
-                                start_new_session=True, pass_fds=() if held is None else (held,), preexec_fn=preexec)
+                                start_new_session=True, pass_fds=passed, preexec_fn=preexec)
     finally:
         if held is not None:
             os.close(held)
