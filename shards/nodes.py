@@ -12,7 +12,9 @@ the ranks of a node share one command line) and compares it with rank 0's. The i
   mounted at different paths; the dataset file is compared by its sha256 instead);
 - the dataset file's sha256, and the files' fingerprint of this stage's local checkpoints (a local checkpoint is
   compared by content: two nodes may see the same files under different paths);
-- the code: the git commit and a sha256 of the tool's Python sources, so an uncommitted edit on one node shows.
+- the code: the git commit and a sha256 of the tool's Python sources, so an uncommitted edit on one node shows;
+- the versions of the libraries that decide the results in this stage's environment (torch, diffusers, ...): the
+  interpreter is a node-local setting, so they are all that tells one node's environment from another's.
 
 What a node cannot compute (the fingerprint of a hub id before it is fetched, the commit of a copy outside git) is
 not compared. If anything differs, every rank stops with the same message, naming each key, rank 0's value, the
@@ -30,7 +32,7 @@ from shards.config import ConfigError, RunConfig, to_dict
 from shards.identity import run_identity
 from shards.record import source_digest, tool_version
 from shards.resume import FINGERPRINT_SUFFIX
-from shards.store import sha256_file
+from shards.store import package_versions, sha256_file
 
 # Dotted setting paths (and everything under them) that may differ from node to node.
 PER_NODE = ("source", "output_dir", "dataset.path", "edit.env", "score.env", "distributed.nproc_per_node",
@@ -38,6 +40,7 @@ PER_NODE = ("source", "output_dir", "dataset.path", "edit.env", "score.env", "di
 DATASET_DIGEST = "dataset file sha256"          # the key run_identity gives it
 COMMIT = "code git commit"
 SOURCES = "code sources sha256"
+PACKAGE = "package"                             # "package torch": its version (Python's own patch level may differ)
 _UNSET = object()
 
 
@@ -46,12 +49,14 @@ class NodesDiffer(ConfigError):
 
 
 def node_identity(config: RunConfig, stage: str) -> dict[str, Any]:
-    """What this node runs, as flat JSON data: settings, dataset digest, this stage's checkpoint fingerprints, code."""
+    """What this node runs, as flat JSON data: settings, dataset digest, this stage's checkpoint fingerprints, code,
+    library versions."""
     identity = {k: v for k, v in _flat(to_dict(config)).items()
                 if not any(k == p or k.startswith(p + ".") for p in PER_NODE)}
     identity.update({k: v for k, v in run_identity(config, stage).items() if k.endswith(FINGERPRINT_SUFFIX)})
     identity[DATASET_DIGEST] = sha256_file(config.dataset.path)
     identity[COMMIT], identity[SOURCES] = tool_version()["git_commit"], source_digest()
+    identity.update({f"{PACKAGE} {name}": v for name, v in package_versions().items() if name != "python"})
     return identity
 
 
@@ -128,4 +133,4 @@ def check_nodes_agree(config: RunConfig, stage: str, state) -> None:
         raise NodesDiffer(f"the nodes of this {stage} job were started differently, and one run does not mix "
                           f"them; nothing was loaded:\n  " + "\n  ".join(differences) +
                           "\nStart every node with the same config, --set, --categories and --limit options, "
-                          "dataset file, checkpoints and code.")
+                          "dataset file, checkpoints, code and library versions.")

@@ -96,3 +96,21 @@ def test_two_score_stage_nodes_with_different_settings_both_stop_before_judging(
         assert re.search(r'score\.mode: node 0 on \S+ has "expected", node 1 on \S+ has "generate"', result.stdout)
         assert not re.search(r"\[score r\d/2\] .*(score=|samples selected)", result.stdout), result.stdout
     assert not os.path.exists(os.path.join(out, "progress", "score.json"))             # no attempt was begun
+
+
+def test_each_node_compares_the_versions_of_the_libraries_that_decide_the_results(tmp_path):
+    # The stage interpreters are node-local settings, so what they hold is all that tells one node's environment
+    # from another's: a node with another diffusers or torch makes other images under rank 0's manifest.
+    from shards.config import load_config
+    from shards.nodes import node_identity
+    from shards.store import package_versions
+
+    identity = node_identity(load_config(write_config(tmp_path)), "edit")
+    versions = {k: v for k, v in package_versions().items() if k != "python"}
+    assert "transformers" in versions
+    assert {k: identity.get(f"package {k}") for k in versions} == versions
+    other = {**identity, "package transformers": "4.46.0"}
+    found = node_differences([{"host": "host-a", "node_rank": 0, "identity": identity},
+                              {"host": "host-b", "node_rank": 1, "identity": other}])
+    assert found == [f'package transformers: node 0 on host-a has "{versions["transformers"]}", node 1 on host-b has '
+                     '"4.46.0"']
