@@ -90,6 +90,17 @@ def flock_holders(fd: int) -> list[tuple[int, str]]:
 
     The pid is the one that took the lock; one outside this pid namespace is not listed (the kernel still
     honours its lock)."""
+    return [(pid, mode) for pid, mode in _flocks(fd) if pid > 0]
+
+
+def held_on_this_host(fd: int) -> bool:
+    """Whether a process of this host holds a flock on the file open as `fd`, in this pid namespace or not (then
+    /proc/locks lists it as pid 0). A lock that a network filesystem enforces for a process of another host is
+    not listed here, though it keeps this host's processes out."""
+    return bool(_flocks(fd))
+
+
+def _flocks(fd: int) -> list[tuple[int, str]]:
     st = os.fstat(fd)
     found = []
     for line in (_read("/proc/locks") or "").splitlines():
@@ -101,7 +112,7 @@ def flock_holders(fd: int) -> list[tuple[int, str]]:
             where, pid = (int(major, 16), int(minor, 16), int(inode)), int(parts[4])
         except ValueError:
             continue
-        if where == (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino) and pid > 0:
+        if where == (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino):
             found.append((pid, parts[3]))
     return found
 

@@ -37,7 +37,8 @@ import uuid
 from typing import Any, Callable
 
 from shards.events import RUN_ID_ENV
-from shards.liveness import boot_id, command, dies_with, flock_holders, start_ticks, still_runs, this_process
+from shards.liveness import (boot_id, command, dies_with, flock_holders, held_on_this_host, start_ticks,
+                             still_runs, this_process)
 from shards.lockfile import (LOCK_NAME, SCHEMA_VERSION, LockRecord, create, is_at, make_folder, open_lock,
                              parse_record, record_json, remove_if_last, replace, try_flock)
 from shards.resume import ResumeError
@@ -133,6 +134,12 @@ def _meet(fd: int, path: str, me: LockRecord, join_only: bool, patience: "_Patie
                 raise ResumeError(f"{gone}, but its lock cannot be removed ({e.strerror}); make "
                                   f"{os.path.dirname(path)} writable, or choose another --output-dir") from None
             return (None, None) if new is None else (new, [f"{gone}; taking its lock over"])
+        if holder.run_id == me.run_id and not held_on_this_host(fd):
+            # A multi-node run's id is the same at every launch: its other nodes, on other hosts, joined the lock its
+            # gone taker left (they cannot tell it is gone). This host's orphans of the taker's run would be listed.
+            joined = try_flock(fd, fcntl.LOCK_SH, path) and is_at(fd, path)
+            return (fd, [f"{path}: {holder.describe()} {_why_gone(holder)}; its lock is held from another host: "
+                         f"joining run {me.run_id} there"]) if joined else (None, None)
         patience.holders_live(path, holder, flock_holders(fd))
         return None, None
     finally:
@@ -197,8 +204,7 @@ class _Patience:
             raise ResumeError(f"{os.path.dirname(path)} is still being written: {_processes(pids, named=True)} of "
                               f"run {holder.run_id} still hold {path} although the process that took it (pid "
                               f"{holder.pid}) is gone, and did not stop within {self.grace_s:g} s. Stop "
-                              f"{'it' if len(pids) == 1 else 'them'} (kill {' '.join(map(str, pids))}) and run "
-                              "again.")
+                              f"{'it' if len(pids) == 1 else 'them'}{_kill(pids)} and run again.")
         time.sleep(0.2)
         self.race_until = time.monotonic() + RACE_S
 
@@ -208,6 +214,10 @@ def _processes(pids: list[int], named: bool = False) -> str:
         return "processes not visible from here"
     listed = ", ".join(f"{pid} ({command(pid)})" if named else str(pid) for pid in pids)
     return f"process{'es' if len(pids) > 1 else ''} {listed}"
+
+
+def _kill(pids: list[int]) -> str:
+    return f" (kill {' '.join(map(str, pids))})" if pids else " (on another host, or in a container of their own)"
 
 
 def _live(path: str, holder: LockRecord, holders: list[tuple[int, str]]) -> str:

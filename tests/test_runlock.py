@@ -347,3 +347,32 @@ def test_a_lock_that_cannot_be_read_or_replaced_gives_a_clear_error(tmp_path, ca
     assert done.stdout.startswith(expected), done.stdout
     if case == "a stale lock in a read-only folder":
         assert f"cannot be removed (Permission denied); make {folder} writable" in done.stdout
+
+
+def test_a_node_rerun_joins_its_runs_stale_lock_that_only_another_hosts_node_holds(tmp_path, monkeypatch):
+    # A multi-node run's id is the same at every launch. On a rerun, node 1 (another host) came first and joined the
+    # lock the dead node-0 launcher had left (it cannot tell whether a process of another host lives). Node 0, on
+    # the taker's host, then saw a dead taker and a lock held by processes it cannot see (the network filesystem
+    # enforces node 1's lock, but this host's /proc/locks does not list it), waited 45 s and refused: the run could
+    # not start again until node 1 gave up.
+    import shards.liveness
+
+    folder = str(tmp_path)
+    path = _write_lock(folder, json.dumps({"host": socket.gethostname(), "pid": _dead_pid(), "run_id": "qeb-run",
+                                           "started": "2020-01-01T00:00:00+0000"}))
+    hold = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_SH); "
+            "print('held', flush=True); time.sleep(60)")
+    node1 = subprocess.Popen([sys.executable, "-c", hold, path], stdout=subprocess.PIPE, text=True)
+    assert node1.stdout.readline() == "held\n"
+    read = shards.liveness._read
+    monkeypatch.setattr(shards.liveness, "_read", lambda p: "" if p == "/proc/locks" else read(p))
+    try:
+        (message,) = acquire(folder, "qeb-run", grace_s=1.0, say=lambda line: None)
+        assert "is gone (no such process); its lock is held from another host: joining run qeb-run there" in message
+        with pytest.raises(ResumeError) as refused:                      # the folder is still one run's alone
+            acquire(folder, "another-run", grace_s=1.0, say=lambda line: None)
+        assert "processes not visible from here of run qeb-run still hold" in str(refused.value)
+        assert "Stop them (on another host, or in a container of their own) and run again" in str(refused.value)
+    finally:
+        node1.kill()
+        node1.wait()
