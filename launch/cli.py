@@ -11,6 +11,7 @@ import concurrent.futures
 import contextlib
 import hashlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -139,6 +140,10 @@ def check_launch_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--node-rank {args.node_rank}: must be in 0..{args.nnodes - 1}")
     if args.judge_gpus is not None and args.judge_gpus < 1:
         raise ConfigError(f"--judge-gpus {args.judge_gpus}: must be at least 1")
+    # The id names folders of the output folder (the roll call, the nodes' seats) and torchrun's rendezvous.
+    if args.rdzv_id is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", args.rdzv_id):
+        raise ConfigError(f"--rdzv-id {args.rdzv_id!r}: use 1 to 64 letters, digits, '.', '_' or '-', starting "
+                          "with a letter or digit (a scheduler's job id, say)")
 
 
 def default_run_id(output_dir: str) -> str:

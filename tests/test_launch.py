@@ -88,6 +88,17 @@ def test_unknown_category_on_the_command_line(tmp_path):
     assert "dataset.categories[1]: unknown category '社交'" in done.stderr
 
 
+@pytest.mark.parametrize("rdzv_id", ["../escape", "a/b", ".hidden", ""])
+def test_a_rendezvous_id_that_is_no_plain_name_is_refused_before_anything_is_written(tmp_path, rdzv_id):
+    # The id names folders inside the output folder: "../escape" once wrote the roll call outside it.
+    out = tmp_path / "o"
+    done = launch(["--config", DEMO_CONFIG, "--output-dir", str(out), "--nnodes", "2", "--node-rank", "0",
+                   "--rdzv-endpoint", "localhost:29999", "--rdzv-id", rdzv_id], timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"--rdzv-id {rdzv_id!r}: use 1 to 64 letters" in done.stderr
+    assert not out.exists() and not (tmp_path / "escape").exists()
+
+
 def test_a_folder_of_another_run_is_refused_before_any_environment_is_used(demo_run, tmp_path):
     out = copy_run(demo_run[1], str(tmp_path / "run"))
     venv = tmp_path / "never-made"
