@@ -23,7 +23,7 @@ from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, 
 
 from edit_stage.tiny import build_tokenizers
 from shards.config import REPO_ROOT
-from shards.tinytok import QWEN_SPECIAL_TOKENS
+from shards.tiny.tokenizer import QWEN_SPECIAL_TOKENS
 
 ARCH = os.path.join(REPO_ROOT, "configs", "arch", "qwen-image-edit-2511")
 

@@ -39,7 +39,7 @@ from transformers import (
 )
 from PIL import Image
 
-from shards.tinytok import QWEN_SPECIAL_TOKENS, train_tiny_bpe
+from shards.tiny.tokenizer import QWEN_SPECIAL_TOKENS, train_tiny_bpe
 
 # The real Qwen-Image(-Edit) scheduler/scheduler_config.json. shift_terminal=0.02 is why num_inference_steps=1
 # gives NaN images: use >= 2.

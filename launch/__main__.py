@@ -1,7 +1,7 @@
 """`python3 -m launch --config C ...` runs a benchmark; `python3 -m launch compare RUN_DIR RUN_DIR... --output D`
 compares scored runs; `python3 -m launch import-benchmark NAME SOURCE --output D` imports a public benchmark;
 `python3 -m launch lock --config C` locks the stage environments. See launch.cli, launch.compare,
-launch.benchmarks and launch.locks."""
+launch.importers and launch.lockfiles."""
 
 import sys
 
@@ -15,11 +15,11 @@ def dispatch(argv: list[str]) -> int:
 
         return compare(argv[1:])
     if argv and argv[0] == "import-benchmark":
-        from launch.benchmarks import main as import_benchmark
+        from launch.importers import main as import_benchmark
 
         return import_benchmark(argv[1:])
     if argv and argv[0] == "lock":
-        from launch.locks import main as lock
+        from launch.lockfiles import main as lock
 
         return lock(argv[1:])
     return main(argv)

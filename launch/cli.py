@@ -23,8 +23,8 @@ from launch.envs import EnvError, ensure_venv, existing_interpreter, requirement
 from launch.rollcall import roll_call
 from launch.stages import Rendezvous, StageFailed, run_jobs, start_job, torchrun_command
 from shards.events import CONSOLE_ENV, RUN_ID_ENV
-from shards.runlock import acquire, new_run_id, release
-from shards.seats import leave_seat, take_seat
+from shards.folder.lock import acquire, new_run_id, release
+from shards.folder.seats import leave_seat, take_seat
 
 STAGES = ("edit", "score")
 
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from shards.config import ConfigError, load_config, overrides_from_args, prompt_fields
         from shards.dataset import DatasetError, load_dataset, select_samples
-        from shards.resume import ResumeError
+        from shards.folder.records import ResumeError
     except ImportError as e:
         print(f"error: the launcher needs PyYAML in this Python ({sys.executable}): {e}", file=sys.stderr)
         return 2
@@ -183,9 +183,9 @@ def check_output_folder(config, restart: str | None, edits: str | None, samples:
 
     The stages check again themselves (with the image digests too); this only makes the refusal immediate.
     """
-    from shards.edits import edits_identity, find_edits
-    from shards.identity import check_resumable
-    from shards.resume import check_restartable
+    from shards.brought_edits import edits_identity, find_edits
+    from shards.folder.identity import check_resumable
+    from shards.folder.records import check_restartable
     from shards.store import sha256_file
 
     identities = {}
@@ -258,7 +258,7 @@ def run_both(config, pythons: dict[str, str], args: argparse.Namespace, rendezvo
             restart = ["--restart"] if stage == args.restart else []
             follow = ["--follow-edits"] if stage == "score" and args.judge_gpus else []
             if stage == "edit" and args.edits:   # one process, no model: brought edits become shards
-                command = [pythons[stage], "-m", "edit_stage.imports", *stage_args, *restart,
+                command = [pythons[stage], "-m", "edit_stage.brought_edits", *stage_args, *restart,
                            "--edits", os.path.abspath(args.edits)]
             else:
                 command = torchrun_command(pythons[stage], stage, ranks[stage], log_dir,

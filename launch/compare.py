@@ -19,8 +19,8 @@ import sys
 from typing import Any
 
 from launch.compare_input import CompareError, distinct_folders, load_run  # noqa: F401 (CompareError re-exported)
-from shards.page import markdown_cell as cell
-from shards.stats import mean, paired_bootstrap, sign_flip_p_value, wins_ties_losses
+from shards.report.page import markdown_cell as cell
+from shards.report.stats import mean, paired_bootstrap, sign_flip_p_value, wins_ties_losses
 from shards.store import atomic_write, atomic_write_json
 
 OUTPUTS = ("compare.json", "compare.md", "compare.html")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shards.page import document, escape
+from shards.report.page import document, escape
 
 STYLE = """
 td.text{text-align:left;overflow-wrap:anywhere;max-width:280px}.warn{color:#b00020}.refused{color:#6e6e73}

@@ -19,7 +19,7 @@ import sys
 import time
 import tomllib
 
-from launch.locks import LockError, read_lock
+from launch.lockfiles import LockError, read_lock
 from shards.config import REPO_ROOT, Environment
 from shards.store import sha256_file
 

@@ -2,7 +2,7 @@
 
     python3 -m launch.fingerprint_bench [--model DIR | --size-gb 4 --files 2] [--json PATH]
 
-Times `shards.identity.model_fingerprint`, the function every resume check calls, on a model folder (or on a
+Times `shards.folder.identity.model_fingerprint`, the function every resume check calls, on a model folder (or on a
 folder of random files it writes, when none is given): the first call reads every byte, the second finds every
 file in the cache and reads none. A first call right after the files were written reads them from the page cache;
 point `--model` at a checkpoint that has not been read since boot to time the disk too. Standard library only.
@@ -17,7 +17,7 @@ import platform
 import tempfile
 import time
 
-from shards.identity import HASH_THREADS, model_fingerprint
+from shards.folder.identity import HASH_THREADS, model_fingerprint
 
 
 def _write_random_files(folder: str, total_bytes: int, files: int) -> None:

@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass, field
 
 from shards.config import REPO_ROOT
-from shards.runlock import for_child
-from shards.seats import seat_for_child
+from shards.folder.lock import for_child
+from shards.folder.seats import seat_for_child
 
 
 class StageFailed(RuntimeError):
@@ -86,7 +86,7 @@ def start_job(stage: str, command: list[str], log_dir: str, env: dict[str, str],
     """Start a stage's command in a session of its own (so a timeout or Ctrl-C stops it with every rank).
 
     With `lock` (output folder, run id), the job holds the launcher's lock of the folder from its first
-    instruction, and this node's seat of a multi-node run (`shards.seats`), and gets SIGTERM when the launcher dies,
+    instruction, and this node's seat of a multi-node run (`shards.folder.seats`), and gets SIGTERM when the launcher dies,
     even of SIGKILL: torchrun, in a session of its own, would otherwise run on, and a rerun would write beside it.
     """
     env = {**os.environ, **env, "PYTHONUNBUFFERED": "1",

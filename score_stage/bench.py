@@ -25,9 +25,9 @@ import time
 import torch
 from PIL import Image, ImageDraw
 
-from score_stage.judge import DTYPES, Judge
+from score_stage.judges.in_process import DTYPES, Judge
 from shards.config import Dimension, ScoreConfig
-from shards.measure import bench_device, build_in_child, host_memory, sync, write_figures
+from shards.runtime.measure import bench_device, build_in_child, host_memory, sync, write_figures
 from shards.store import package_versions
 
 DIMENSION = Dimension(

@@ -17,19 +17,19 @@ from typing import Any
 from torch.distributed.elastic.multiprocessing.errors import record
 
 from score_stage.follow import follow_edits
-from score_stage.judging import Judging, chunked, edited_image, original_problem, recorded_judgements
+from score_stage.worker import Judging, chunked, edited_image, original_problem, recorded_judgements
 
 from shards.config import (RunConfig, load_config, overrides_from_args, prompt_fields, stage_argument_parser,
                            to_dict)
 from shards.dataset import DatasetError, open_image, select_samples
-from shards.dist import DistState, all_gather_json, barrier, finish, init_distributed, map_in_parallel, teardown
-from shards.nodes import check_nodes_agree
-from shards.logs import EVERY_RANK, exit_on_input_error, setup_logging
-from shards.identity import check_resumable, run_identity
-from shards.resume import begin_attempt, check_restartable, end_attempt, restart
-from shards.liveness import rank_dies_with_torchrun
-from shards.runlock import release, take_for_stage
-from shards.record import hub_revision, installed_packages, judging_record, tool_version
+from shards.runtime.dist import DistState, all_gather_json, barrier, finish, init_distributed, map_in_parallel, teardown
+from shards.runtime.nodes import check_nodes_agree
+from shards.runtime.logs import EVERY_RANK, exit_on_input_error, setup_logging
+from shards.folder.identity import check_resumable, run_identity
+from shards.folder.records import begin_attempt, check_restartable, end_attempt, restart
+from shards.folder.liveness import rank_dies_with_torchrun
+from shards.folder.lock import release, take_for_stage
+from shards.runtime.provenance import hub_revision, installed_packages, judging_record, tool_version
 from shards.store import REPORT_NAMES, ShardError, package_versions, read_manifest, shard_problem
 
 
@@ -102,7 +102,7 @@ def make_thumbnails(config: RunConfig, manifest: dict, entries: list[dict], stat
 
     An image that cannot be read (the original of a sample that failed in the edit stage) has None.
     """
-    from score_stage.html_report import thumbnail
+    from score_stage.report_page import thumbnail
 
     def pair(entry: dict) -> dict[str, str | None]:
         try:

@@ -17,10 +17,10 @@ import os
 import time
 from typing import Any
 
-from score_stage.judging import Judging, chunked, original_problem, recorded_judgements
+from score_stage.worker import Judging, chunked, original_problem, recorded_judgements
 from shards.config import RunConfig, prompt_fields
 from shards.dataset import check_images, load_dataset, select_samples
-from shards.dist import DistState, all_gather_json
+from shards.runtime.dist import DistState, all_gather_json
 from shards.store import MANIFEST_NAME, ShardError, read_manifest, read_parts, shard_problem
 
 POLL_S = 2.0

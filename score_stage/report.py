@@ -11,8 +11,8 @@ import io
 import os
 from typing import Any, Callable, Iterable
 
-from shards.page import markdown_cell
-from shards.stats import RESAMPLES, SEED, agreement, bootstrap_means
+from shards.report.page import markdown_cell
+from shards.report.stats import RESAMPLES, SEED, agreement, bootstrap_means
 from shards.store import REPORT_NAMES, atomic_write, atomic_write_json
 
 STATUSES = ("ok", "unparsed", "failed")
@@ -199,7 +199,7 @@ def write_report(output_dir: str, report: dict[str, Any], thumbnails: dict[str, 
     Args:
         thumbnails: Sample id -> {"original", "edited"} image data URIs for report.html.
     """
-    from score_stage.html_report import build_html
+    from score_stage.report_page import build_html
 
     paths = {kind: os.path.join(output_dir, name)
              for kind, name in zip(("json", "csv", "md", "html", "thumbnails"), REPORT_NAMES)}

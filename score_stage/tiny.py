@@ -30,7 +30,7 @@ from transformers import (
     Qwen3VLVideoProcessor,
 )
 
-from shards.tinytok import QWEN_SPECIAL_TOKENS, train_tiny_bpe
+from shards.tiny.tokenizer import QWEN_SPECIAL_TOKENS, train_tiny_bpe
 
 # The chat_template of Qwen/Qwen3-VL-8B-Instruct, verbatim; -30B-A3B-Instruct ships the same text (sha256 3636d0f0...).
 CHAT_TEMPLATE = r"""{%- if tools %}

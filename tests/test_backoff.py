@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from score_stage.judge import batches_with_backoff
+from score_stage.judges.in_process import batches_with_backoff
 
 
 def _judge_that_fits(limit, calls):

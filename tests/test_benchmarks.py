@@ -375,7 +375,7 @@ def test_the_launchers_bare_python_reads_gedits_parquet_in_the_judge_environment
 
 
 def test_an_index_nested_too_deep_for_the_parser_is_named_not_a_traceback(tmp_path):
-    from launch.benchmarks.common import BenchmarkError, read_json
+    from launch.importers.common import BenchmarkError, read_json
 
     path = tmp_path / "data_total.json"
     path.write_text("[" * 100000 + "]" * 100000, encoding="utf-8")

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from shards.dataset import DatasetError
-from shards.edits import find_edits
+from shards.brought_edits import find_edits
 
 GEDIT = ["color_alter/en/a1", "color_alter/cn/a1", "subject-add/en/b2"]
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from conftest import chromium, console_messages, needs_chromium
-from score_stage.html_report import build_html, thumbnail
+from score_stage.report_page import build_html, thumbnail
 from score_stage.report import build_report
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)> & "quotes"'

@@ -42,7 +42,7 @@ def _sixteen_bit_files(folder) -> dict[str, str]:
 
 
 def test_a_16_bit_gradient_keeps_its_gradient_as_an_original_and_as_a_brought_edit(tmp_path):
-    from edit_stage.imports import check_edits, read_edit
+    from edit_stage.brought_edits import check_edits, read_edit
 
     expected = (GRADIENT.astype(np.int64) + 128) // 257                  # round(v / 257): 65535 -> 255
     for name, path in _sixteen_bit_files(tmp_path).items():
@@ -107,7 +107,7 @@ def test_every_mode_a_file_opens_in_reads_as_its_8_bit_rgb(tmp_path, mode, fmt, 
 
 def _refused(tmp_path, name: str, words: str) -> None:
     """`open_image`, `check_images` and the import's check all refuse the file, naming the rule."""
-    from edit_stage.imports import check_edits
+    from edit_stage.brought_edits import check_edits
     from shards.images import ImageError
 
     path = str(tmp_path / name)
@@ -192,8 +192,8 @@ def _damaged_files(folder) -> list[str]:
 
 
 def test_a_damaged_file_is_named_undecodable_whatever_pillow_raises(tmp_path):
-    from edit_stage.imports import check_edits
-    from launch.benchmarks.common import Row, image_problems
+    from edit_stage.brought_edits import check_edits
+    from launch.importers.common import Row, image_problems
 
     for name in _damaged_files(tmp_path):
         path = str(tmp_path / name)
@@ -223,7 +223,7 @@ def _within(seconds: int, call):
 
 
 def test_a_fifo_named_like_an_image_is_refused_at_once_not_waited_on(tmp_path):
-    from edit_stage.imports import check_edits
+    from edit_stage.brought_edits import check_edits
 
     os.mkfifo(tmp_path / "pipe.png")
     path = _dataset(tmp_path, {"pipe.png": "pipe.png"})

@@ -58,7 +58,7 @@ def test_missing_extra_duplicate_and_undecodable_edits_are_named_before_anything
     shutil.copy(edits / "ref-01.png", edits / "ref-99.png")                  # extra: no such sample
     (edits / "soc-01.png").write_bytes(b"not an image at all")               # undecodable
     out = tmp_path / "out"
-    done = run_module(pythons["edit"], ["-m", "edit_stage.imports", "--config", config, "--output-dir", str(out),
+    done = run_module(pythons["edit"], ["-m", "edit_stage.brought_edits", "--config", config, "--output-dir", str(out),
                                         "--edits", str(edits)])
     assert done.returncode == 2
     assert "two images for sample 'phys-01'" in done.stderr and "no edited image for sample 'env-02'" in done.stderr
@@ -66,7 +66,7 @@ def test_missing_extra_duplicate_and_undecodable_edits_are_named_before_anything
     assert not out.exists()
     os.remove(edits / "phys-01.jpg"), os.remove(edits / "ref-99.png")
     shutil.copy(edits / "env-01.png", edits / "env-02.png")
-    done = run_module(pythons["edit"], ["-m", "edit_stage.imports", "--config", config, "--output-dir", str(out),
+    done = run_module(pythons["edit"], ["-m", "edit_stage.brought_edits", "--config", config, "--output-dir", str(out),
                                         "--edits", str(edits)])
     assert done.returncode == 2 and "sample 'soc-01': cannot decode the edited image" in done.stderr
     assert not out.exists()
@@ -87,7 +87,7 @@ def test_a_jsonl_source_another_size_and_exif_orientation(pythons, demo_run, tmp
               {"id": "ref-01", "edited": "deep.png"}]
     (edits / "list.jsonl").write_text("\n".join(json.dumps(line) for line in lines))
     out = str(tmp_path / "out")
-    done = run_module(pythons["edit"], ["-m", "edit_stage.imports", "--config", config, "--output-dir", out,
+    done = run_module(pythons["edit"], ["-m", "edit_stage.brought_edits", "--config", config, "--output-dir", out,
                                         "--edits", str(edits / "list.jsonl")])
     assert done.returncode == 0, done.stderr
     samples = {s["id"]: s for s in read_manifest(out)["samples"]}

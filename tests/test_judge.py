@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from conftest import run_module, write_config
-from score_stage.judge import Judge, check_prefill, conversation, digit_token_ids
+from score_stage.judges.in_process import Judge, check_prefill, conversation, digit_token_ids
 from shards.config import load_config
 
 

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from conftest import REPO, base_python, copy_run, write_config
-from shards.nodes import node_differences
+from shards.runtime.nodes import node_differences
 
 STEPS = "edit.num_inference_steps"
 FINGERPRINT = "edit.model files fingerprint"
@@ -102,7 +102,7 @@ def test_each_node_compares_the_versions_of_the_libraries_that_decide_the_result
     # The stage interpreters are node-local settings, so what they hold is all that tells one node's environment
     # from another's: a node with another diffusers or torch makes other images under rank 0's manifest.
     from shards.config import load_config
-    from shards.nodes import node_identity
+    from shards.runtime.nodes import node_identity
     from shards.store import package_versions
 
     identity = node_identity(load_config(write_config(tmp_path)), "edit")

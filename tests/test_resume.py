@@ -8,8 +8,8 @@ import torch
 
 from conftest import DEMO_CONFIG, write_config
 from shards.config import load_config
-from shards.identity import check_identity, model_fingerprint, run_identity
-from shards.resume import ResumeError, begin_attempt, end_attempt, read_record, restart
+from shards.folder.identity import check_identity, model_fingerprint, run_identity
+from shards.folder.records import ResumeError, begin_attempt, end_attempt, read_record, restart
 
 
 def _started(tmp_path, stage="edit", changes=None):
@@ -205,7 +205,7 @@ def test_weights_replaced_by_same_size_weights_change_the_fingerprint(tmp_path):
 
 
 def test_cached_digests_are_reused_and_a_rewritten_file_is_hashed_again(tmp_path, monkeypatch):
-    import shards.identity as identity
+    import shards.folder.identity as identity
 
     model, cache = tmp_path / "model", str(tmp_path / "run" / "progress" / "model-digests.json")
     model.mkdir()

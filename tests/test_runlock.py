@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from shards.resume import ResumeError
-from shards.runlock import acquire, lock_path, read_lock, release
+from shards.folder.records import ResumeError
+from shards.folder.lock import acquire, lock_path, read_lock, release
 
 
 def test_a_second_run_is_refused_naming_the_holder_and_the_same_run_joins(tmp_path):
@@ -119,7 +119,7 @@ def test_launches_racing_on_a_dead_holders_lock_take_it_over_once(tmp_path):
 
 @pytest.mark.parametrize("who", ["pid 1", "this very process", "an earlier version's record"])
 def test_a_lock_naming_a_pid_that_now_belongs_to_another_process_is_taken_over_with_a_message(tmp_path, who):
-    from shards.liveness import boot_id, start_ticks
+    from shards.folder.liveness import boot_id, start_ticks
 
     pid = 1 if who == "pid 1" else os.getpid()
     record = {"host": socket.gethostname(), "pid": pid, "run_id": "old", "started": "2020-01-01T00:00:00+0000"}
@@ -181,8 +181,8 @@ def test_processes_that_outlive_the_lock_holder_are_waited_for_then_named(tmp_pa
 
 _FULL_DISK = """
 import os, sys
-from shards.resume import ResumeError
-from shards.runlock import acquire
+from shards.folder.records import ResumeError
+from shards.folder.lock import acquire
 try:
     acquire(sys.argv[1], "run-a")
 except ResumeError as e:
@@ -222,10 +222,10 @@ def test_a_full_disk_gives_a_clear_error_and_leaves_nothing_behind(tmp_path, ful
 
 
 def test_a_stage_job_dies_with_the_launcher_that_started_it():
-    from shards.liveness import start_ticks
+    from shards.folder.liveness import start_ticks
 
     # A stand-in launcher starts a long child as start_job does, then is killed with SIGKILL.
-    launcher = ("import os, subprocess, sys; from shards.liveness import dies_with; "
+    launcher = ("import os, subprocess, sys; from shards.folder.liveness import dies_with; "
                 "child = subprocess.Popen(['sleep', '60'], start_new_session=True, preexec_fn=dies_with(os.getpid())); "
                 "print(child.pid, flush=True); sys.stdin.read()")
     from conftest import REPO
@@ -296,8 +296,8 @@ def test_a_lock_path_that_is_not_a_lock_file_is_refused_at_once_saying_what_it_i
 
 _TRY = """
 import sys
-from shards.resume import ResumeError
-from shards.runlock import acquire
+from shards.folder.records import ResumeError
+from shards.folder.lock import acquire
 try:
     acquire(sys.argv[1], "mine", grace_s=1.0)
     print("taken")
@@ -355,7 +355,7 @@ def test_a_node_rerun_joins_its_runs_stale_lock_that_only_another_hosts_node_hol
     # the taker's host, then saw a dead taker and a lock held by processes it cannot see (the network filesystem
     # enforces node 1's lock, but this host's /proc/locks does not list it), waited 45 s and refused: the run could
     # not start again until node 1 gave up.
-    import shards.liveness
+    import shards.folder.liveness
 
     folder = str(tmp_path)
     path = _write_lock(folder, json.dumps({"host": socket.gethostname(), "pid": _dead_pid(), "run_id": "qeb-run",
@@ -364,8 +364,8 @@ def test_a_node_rerun_joins_its_runs_stale_lock_that_only_another_hosts_node_hol
             "print('held', flush=True); time.sleep(60)")
     node1 = subprocess.Popen([sys.executable, "-c", hold, path], stdout=subprocess.PIPE, text=True)
     assert node1.stdout.readline() == "held\n"
-    read = shards.liveness._read
-    monkeypatch.setattr(shards.liveness, "_read", lambda p: "" if p == "/proc/locks" else read(p))
+    read = shards.folder.liveness._read
+    monkeypatch.setattr(shards.folder.liveness, "_read", lambda p: "" if p == "/proc/locks" else read(p))
     try:
         (message,) = acquire(folder, "qeb-run", grace_s=1.0, say=lambda line: None)
         assert "is gone (no such process); its lock is held from another host: joining run qeb-run there" in message

@@ -11,12 +11,12 @@ import time
 import pytest
 
 from conftest import REPO, base_python, write_config
-from shards.resume import ResumeError
+from shards.folder.records import ResumeError
 
 _NODE = """
 import os, subprocess, sys
-from shards.runlock import acquire
-from shards.seats import take_seat, seat_for_child
+from shards.folder.lock import acquire
+from shards.folder.seats import take_seat, seat_for_child
 folder, run_id, rank, nnodes, child_s = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
 acquire(folder, run_id)
 seat = take_seat(folder, run_id, None if rank == "-" else int(rank), nnodes)
@@ -45,7 +45,7 @@ def _stop(*procs: subprocess.Popen) -> None:
 
 
 def test_a_second_copy_of_a_running_node_is_refused_naming_it_and_a_free_seat_is_taken(tmp_path):
-    from shards.seats import take_seat
+    from shards.folder.seats import take_seat
 
     folder = str(tmp_path)
     one, _, _ = _node(folder, "run-x", 1, 2)
@@ -61,7 +61,7 @@ def test_a_second_copy_of_a_running_node_is_refused_naming_it_and_a_free_seat_is
 
 
 def test_without_node_ranks_each_launcher_takes_a_free_seat_and_one_too_many_is_refused(tmp_path):
-    from shards.seats import take_seat
+    from shards.folder.seats import take_seat
 
     folder = str(tmp_path)
     first, seat, _ = _node(folder, "elastic", None, 2)
@@ -75,7 +75,7 @@ def test_without_node_ranks_each_launcher_takes_a_free_seat_and_one_too_many_is_
 
 
 def test_a_rerun_of_a_node_whose_launcher_was_killed_waits_for_its_stage_jobs(tmp_path):
-    from shards.seats import take_seat
+    from shards.folder.seats import take_seat
 
     folder = str(tmp_path)
     killed, _, _ = _node(folder, "run-k", 0, 2, child_s=2.0)                # its stage job runs 2 s on

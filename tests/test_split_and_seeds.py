@@ -8,7 +8,7 @@ import torch
 
 from conftest import REPO
 from shards.dataset import derive_seed
-from shards.dist import DistState, WorkQueue
+from shards.runtime.dist import DistState, WorkQueue
 
 
 def test_a_world_of_one_takes_every_position_of_the_queue_once_in_order():
@@ -27,7 +27,7 @@ def test_a_cpu_rank_uses_one_thread_whatever_the_rank_count_unless_omp_num_threa
     # torchrun sets OMP_NUM_THREADS=1 for each of several ranks but leaves a single rank all the cores, and a
     # thread count moves float sums in their last bits: one rank would make other images than two.
     def threads(omp: str | None, init: bool) -> str:
-        probe = "import torch; from shards.dist import init_distributed; " + \
+        probe = "import torch; from shards.runtime.dist import init_distributed; " + \
                 ("init_distributed('cpu', 60); " if init else "") + "print(torch.get_num_threads())"
         env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "RANK", "WORLD_SIZE")}
         done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=REPO,
@@ -42,7 +42,7 @@ def test_a_cpu_rank_uses_one_thread_whatever_the_rank_count_unless_omp_num_threa
 def test_an_empty_or_invalid_omp_num_threads_counts_as_not_set():
     # `export OMP_NUM_THREADS=` leaves it empty: torch then takes every core, and so does torchrun's several ranks
     # (it only fills in a variable that is absent), so one thread must still be chosen here.
-    probe = "import torch; from shards.dist import init_distributed; init_distributed('cpu', 60); " \
+    probe = "import torch; from shards.runtime.dist import init_distributed; init_distributed('cpu', 60); " \
             "print(torch.get_num_threads())"
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "RANK", "WORLD_SIZE")}
     for value in ("", " ", "abc", "0"):

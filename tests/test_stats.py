@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from shards.stats import (agreement, bootstrap_means, kendall_tau_b, pairwise_accuracy, sign_flip_p_value, spearman,
+from shards.report.stats import (agreement, bootstrap_means, kendall_tau_b, pairwise_accuracy, sign_flip_p_value, spearman,
                           wins_ties_losses)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from PIL import Image
 
 from score_stage.report import format_interval, format_score, format_stat
-from shards.page import document, escape
+from shards.report.page import document, escape
 
 THUMBNAIL_SIDE = 256  # px, the longer side: about 10 KB a JPEG, so 1,000 samples stay near 20 MB
 

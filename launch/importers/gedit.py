@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 
-from launch.benchmarks.common import BenchmarkError, Reading, Row, not_found
+from launch.importers.common import BenchmarkError, Reading, Row, not_found
 
 TASK_TYPES = ("background_change", "color_alter", "material_alter", "motion_change", "ps_human", "style_change",
               "subject-add", "subject-remove", "subject-replace", "text_change", "tone_transfer")

@@ -10,14 +10,14 @@ Why the kernel's flock rather than a pid: the kernel drops a process's flock whe
 dies, so a lock held is a writer alive; a pid reused after a restart (pid 1, or the reader's own pid) cannot fake
 one, and a rank that outlives a launcher killed with SIGKILL still counts as a writer. A newcomer asks with an
 exclusive, non-blocking flock, which succeeds only if no process holds the file. The file names the process that
-took it (`shards.lockfile.LockRecord`: host, pid, its start time, boot id, command, run id), and /proc/locks
+took it (`shards.folder.lock_record.LockRecord`: host, pid, its start time, boot id, command, run id), and /proc/locks
 names every process that holds it, so that a refusal says who writes.
 
-- A lock no process holds is stale: it is taken over with a message (`shards.lockfile.replace`: held
+- A lock no process holds is stale: it is taken over with a message (`shards.folder.lock_record.replace`: held
   exclusively, unlinked, created afresh with the same exclusive link as a fresh lock, so of several racers
   exactly one wins and the others meet its lock like any live run's).
 - A lock still held although the process that took it is gone: the processes of a run whose launcher was killed.
-  They die with it (`shards.liveness`), but may take seconds to close their open shard part, so the newcomer
+  They die with it (`shards.folder.liveness`), but may take seconds to close their open shard part, so the newcomer
   waits a bounded grace, saying so, then refuses naming them and how to stop them.
 - Some network filesystems keep flock local to a node: a lock taken on another host is refused with how to clear
   it, as is a lock file whose content is not a lock record.
@@ -37,11 +37,11 @@ import uuid
 from typing import Any, Callable
 
 from shards.events import RUN_ID_ENV
-from shards.liveness import (boot_id, command, dies_with, flock_holders, held_on_this_host, start_ticks,
+from shards.folder.liveness import (boot_id, command, dies_with, flock_holders, held_on_this_host, start_ticks,
                              still_runs, this_process)
-from shards.lockfile import (LOCK_NAME, SCHEMA_VERSION, LockRecord, create, is_at, make_folder, open_lock,
+from shards.folder.lock_record import (LOCK_NAME, SCHEMA_VERSION, LockRecord, create, is_at, make_folder, open_lock,
                              parse_record, record_json, remove_if_last, replace, try_flock)
-from shards.resume import ResumeError
+from shards.folder.records import ResumeError
 
 ORPHAN_GRACE_S = 45.0     # torchrun gives its ranks 30 s to stop after SIGTERM, then kills them
 RACE_S = 10.0             # how long a lock that keeps changing hands is looked at again before giving up
@@ -268,7 +268,7 @@ def for_child(output_dir: str, run_id: str) -> tuple[int, Callable[[], None]]:
     """What a job this process starts needs to hold the run's lock from its first instruction, and to die with
     this process: an open file of the lock to pass to it (`pass_fds`; close it here once the job has started) and
     the `preexec_fn` that flock-s it in the child (so that /proc/locks names the child) and asks for SIGTERM when
-    this process dies (`shards.liveness.dies_with`).
+    this process dies (`shards.folder.liveness.dies_with`).
 
     Raises:
         ResumeError: if this process does not hold the lock for `run_id` any more.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from launch.benchmarks.common import BenchmarkError, Reading, Row, not_found, read_json, text
+from launch.importers.common import BenchmarkError, Reading, Row, not_found, read_json, text
 
 # The tasks whose official evaluation shows the judge the explanation (knowledge plausibility, and the anomaly
 # correction's instruction following): their samples must have one.

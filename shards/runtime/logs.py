@@ -16,7 +16,7 @@ import time
 
 from tqdm import tqdm
 
-from shards.dist import DistState
+from shards.runtime.dist import DistState
 from shards.events import CONSOLE_ENV, PROGRESS_MARK
 
 EVERY_RANK = {"every_rank": True}
@@ -113,9 +113,9 @@ def exit_on_input_error():
     """
     from shards.config import ConfigError
     from shards.dataset import DatasetError
-    from shards.dist import DeviceError
-    from shards.hub import HubError
-    from shards.resume import ResumeError
+    from shards.runtime.dist import DeviceError
+    from shards.runtime.hub import HubError
+    from shards.folder.records import ResumeError
     from shards.store import ShardError
 
     try:

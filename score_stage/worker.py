@@ -18,10 +18,10 @@ from PIL import Image
 
 from shards.config import RunConfig
 from shards.dataset import open_image
-from shards.dist import DistState, WorkQueue
-from shards.hub import fetch_once
+from shards.runtime.dist import DistState, WorkQueue
+from shards.runtime.hub import fetch_once
 from shards.journal import JournalWriter, journal_path, journal_paths, read_journals
-from shards.logs import EVERY_RANK, progress
+from shards.runtime.logs import EVERY_RANK, progress
 from shards.store import read_image, sha256_file
 
 
@@ -71,7 +71,7 @@ class Judging:
     """This rank's judge, loaded once (the checkpoint fetched once per cache), and its journal."""
 
     def __init__(self, config: RunConfig, root: str, state: DistState, total: int, log):
-        from score_stage.judge import Judge
+        from score_stage.judges.in_process import Judge
 
         self.config, self.root, self.state, self.log = config, root, state, log
         start = time.perf_counter()
@@ -88,7 +88,7 @@ class Judging:
             self._judge_chunk(chunks[position])
 
     def _judge_chunk(self, chunk: list[dict]) -> None:
-        from score_stage.judge import batches_with_backoff
+        from score_stage.judges.in_process import batches_with_backoff
         from score_stage.results import describe, sample_result
 
         prompts, size = self.config.score.prompts, self.config.score.batch_size

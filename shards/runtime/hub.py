@@ -16,7 +16,7 @@ from typing import Any
 
 import torch.distributed as dist
 
-from shards.dist import DistState
+from shards.runtime.dist import DistState
 
 
 class HubError(RuntimeError):

@@ -1,5 +1,5 @@
 """The output folder's lock file, `<output>/run.lock`: its record, and how it is created, replaced and removed
-so that it is never seen half-written, and never seen unheld (see `shards.runlock` for who holds it and why).
+so that it is never seen half-written, and never seen unheld (see `shards.folder.lock` for who holds it and why).
 
 Standard library only: the launcher uses it before any environment exists.
 """
@@ -15,7 +15,7 @@ import stat
 from dataclasses import dataclass
 from typing import Any
 
-from shards.resume import ResumeError
+from shards.folder.records import ResumeError
 
 LOCK_NAME = "run.lock"
 SCHEMA_VERSION = 2

@@ -1,7 +1,7 @@
 """One launcher per node of a multi-node run: each holds a seat, `<output>/progress/nodes/<run id>/seat-<k>.lock`,
 locked exclusively for as long as it and the stage jobs it starts live.
 
-The nodes of one run share the output folder's lock through their run id (`shards.runlock`), and a multi-node
+The nodes of one run share the output folder's lock through their run id (`shards.folder.lock`), and a multi-node
 run's id is the same at every launch (the rendezvous id: a requeued job keeps it). So the folder's lock alone lets
 a second launch of a node that still runs in beside it: its torchrun then joins the running job's rendezvous
 store, and hangs, holding the folder, or takes the running node's place. A seat counts the nodes: node k's seat
@@ -23,12 +23,12 @@ import sys
 import time
 from typing import Callable
 
-from shards.liveness import still_runs, this_process
-from shards.lockfile import LockRecord, SCHEMA_VERSION, parse_record, record_json, try_flock
-from shards.resume import ResumeError
+from shards.folder.liveness import still_runs, this_process
+from shards.folder.lock_record import LockRecord, SCHEMA_VERSION, parse_record, record_json, try_flock
+from shards.folder.records import ResumeError
 
 SEATS_DIR = os.path.join("progress", "nodes")
-GRACE_S = 45.0            # as shards.runlock's: torchrun gives its ranks 30 s to stop after SIGTERM
+GRACE_S = 45.0            # as shards.folder.lock's: torchrun gives its ranks 30 s to stop after SIGTERM
 
 _held: dict[tuple[str, str], int] = {}      # (folder, run id) -> this launcher's open, locked seat
 

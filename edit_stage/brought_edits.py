@@ -1,6 +1,6 @@
 """Bring edits made elsewhere: the same shards and manifest the edit stage writes, from images instead of a model.
 
-    python -m edit_stage.imports --config configs/demo.yaml --edits my-model-edits/ --output-dir runs/my-model
+    python -m edit_stage.brought_edits --config configs/demo.yaml --edits my-model-edits/ --output-dir runs/my-model
 
 `--edits` is a folder of `<id>.png|jpg|jpeg|webp` files (an id's folders are folders there: `FOLDER/a/b.png` for id
 `a/b`), or a JSONL of `{"id": ..., "edited": path}` lines. Every image is decoded as `shards.images.open_image` reads
@@ -22,13 +22,13 @@ import torch
 from edit_stage.cli import Plan, build_manifest, edited_entries, resume_point
 from shards.config import load_config, overrides_from_args, prompt_fields, stage_argument_parser
 from shards.dataset import DatasetError, check_images, list_problems, load_dataset, open_image, select_samples
-from shards.dist import DistState
-from shards.edits import edits_identity, find_edits
-from shards.identity import check_resumable
+from shards.runtime.dist import DistState
+from shards.brought_edits import edits_identity, find_edits
+from shards.folder.identity import check_resumable
 from shards.images import ImageError
-from shards.logs import EVERY_RANK, exit_on_input_error, setup_logging
-from shards.resume import begin_attempt, check_restartable, end_attempt
-from shards.runlock import release, take_for_stage
+from shards.runtime.logs import EVERY_RANK, exit_on_input_error, setup_logging
+from shards.folder.records import begin_attempt, check_restartable, end_attempt
+from shards.folder.lock import release, take_for_stage
 from shards.store import MANIFEST_NAME, ShardWriter, sha256_file, write_manifest
 
 
@@ -97,7 +97,7 @@ def import_edits(config, plan: Plan, edits: dict, todo: list, log) -> list[dict]
 def main(argv: list[str] | None = None) -> None:
     """Check the source and the folder, import what is not imported yet, write the manifest."""
     start = time.perf_counter()
-    parser = stage_argument_parser("edit_stage.imports", __doc__.splitlines()[0])
+    parser = stage_argument_parser("edit_stage.brought_edits", __doc__.splitlines()[0])
     parser.add_argument("--edits", required=True, help="folder of <id>.png/jpg/webp, or JSONL of {id, edited}")
     args = parser.parse_args(argv)
     with exit_on_input_error():

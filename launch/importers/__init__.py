@@ -21,7 +21,7 @@ import os
 import subprocess
 import sys
 
-from launch.benchmarks.common import (BenchmarkError, Reading, check_rows, image_problems, outside_problems, refuse,
+from launch.importers.common import (BenchmarkError, Reading, check_rows, image_problems, outside_problems, refuse,
                                      source_root, write_dataset)
 
 NAMES = ("gedit", "risebench", "kris", "imgedit")
@@ -44,7 +44,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def read(name: str, source: str, images: str | None = None) -> Reading:
-    module = importlib.import_module(f"launch.benchmarks.{name}")
+    module = importlib.import_module(f"launch.importers.{name}")
     return module.read(source, images) if name == "imgedit" else module.read(source)
 
 

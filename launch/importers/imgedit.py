@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from launch.benchmarks.common import BenchmarkError, Reading, Row, not_found, read_json, text
+from launch.importers.common import BenchmarkError, Reading, Row, not_found, read_json, text
 
 CATEGORIES = ("add", "remove", "replace", "alter", "action", "style", "background", "extract", "compose")
 INDEX_PLACES = ("basic_edit.json", "Basic/basic_edit.json", "Benchmark/Basic/basic_edit.json")

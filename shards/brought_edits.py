@@ -9,7 +9,7 @@ a folder) that leads elsewhere, is refused. A file named in another Unicode norm
 writes names decomposed) is that id's image. An id no file name can hold (an empty, '.', '..' or hidden part, a
 part over 250 bytes) needs a JSONL. Missing, extra and duplicate images are all named at once, before
 anything is written. Standard library only: the launcher checks a source before it builds any environment;
-`edit_stage.imports` decodes the images and writes the shards.
+`edit_stage.brought_edits` decodes the images and writes the shards.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A run's records in its output folder, and what a restart may remove: only the files the tool wrote.
 
-`<output>/progress/<stage>.json` is the stage's run record: its identity (see `shards.identity`), one entry per
+`<output>/progress/<stage>.json` is the stage's run record: its identity (see `shards.folder.identity`), one entry per
 attempt, and the files outside the journals that the stage wrote (`outputs`). The rank journals
 (`progress/<stage>-rNNNNN-of-NNNNN.jsonl`) list the shard parts the edit stage wrote. Together they say which
 files in the folder are the tool's: `--restart` removes those and nothing else, and refuses, before removing

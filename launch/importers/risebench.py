@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 
-from launch.benchmarks.common import BenchmarkError, Reading, Row, not_found, read_json, text
+from launch.importers.common import BenchmarkError, Reading, Row, not_found, read_json, text
 
 CATEGORIES = ("temporal_reasoning", "causal_reasoning", "spatial_reasoning", "logical_reasoning")
 

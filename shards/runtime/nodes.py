@@ -29,9 +29,9 @@ import socket
 from typing import Any
 
 from shards.config import ConfigError, RunConfig, to_dict
-from shards.identity import run_identity
-from shards.record import source_digest, tool_version
-from shards.resume import FINGERPRINT_SUFFIX
+from shards.folder.identity import run_identity
+from shards.runtime.provenance import source_digest, tool_version
+from shards.folder.records import FINGERPRINT_SUFFIX
 from shards.store import package_versions, sha256_file
 
 # Dotted setting paths (and everything under them) that may differ from node to node.
@@ -121,7 +121,7 @@ def check_nodes_agree(config: RunConfig, stage: str, state) -> None:
     Raises:
         NodesDiffer: on every rank alike, naming each differing key, both values and both nodes.
     """
-    from shards.dist import all_gather_json
+    from shards.runtime.dist import all_gather_json
 
     if int(os.environ.get("LOCAL_WORLD_SIZE", state.world_size)) >= state.world_size:
         return                                    # one node: its ranks share one command line

@@ -1,0 +1,5 @@
+"""What reports and comparisons share: statistics (`stats`), how numbers and intervals are written (`numbers`),
+and self-contained HTML pages (`page`).
+
+Standard library only: `launch compare` builds its page without any stage environment.
+"""
