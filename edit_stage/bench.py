@@ -28,11 +28,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from edit_stage.pipeline import DTYPES, edit_image, load_pipeline, to_uint8
+from edit_stage.pipeline import edit_image, load_pipeline, to_uint8
+from shards.runtime.device import DTYPES
 from edit_stage.speed import TOLERANCE, applied_options, apply_speed, options_for_device
 from shards.config import EditConfig, EditSpeed
 from shards.runtime.measure import bench_device, build_in_child, host_memory, sync, write_figures
-from shards.store import package_versions
+from shards.runtime.provenance import package_versions
 
 PROMPTS = ("Turn the day into night.", "Make the glass fall off the table.", "Replace the red ball with a cube.",
            "Show the ice after an hour in the sun.")

@@ -29,7 +29,9 @@ from shards.images import ImageError
 from shards.runtime.logs import EVERY_RANK, exit_on_input_error, setup_logging
 from shards.folder.records import begin_attempt, check_restartable, end_attempt
 from shards.folder.lock import release, take_for_stage
-from shards.store import MANIFEST_NAME, ShardWriter, sha256_file, write_manifest
+from shards.store import ShardWriter
+from shards.manifest import MANIFEST_NAME, write_manifest
+from shards.files import sha256_file
 
 
 def read_edit(path: str) -> torch.Tensor:

@@ -21,8 +21,10 @@ from edit_stage.speed import check_speed
 from shards.config import (EditConfig, RunConfig, load_config, overrides_from_args, prompt_fields,
                            stage_argument_parser, to_dict)
 from shards.dataset import ImageCheck, Sample, check_images, derive_seed, load_dataset, select_samples
-from shards.runtime.dist import (DistState, Terminated, WorkQueue, all_gather_json, barrier, finish, init_distributed,
-                         map_in_parallel, sigterm_raises, teardown)
+from shards.runtime.dist import (
+    DistState, WorkQueue, all_gather_json, barrier, finish, init_distributed, map_in_parallel, teardown,
+)
+from shards.events import Terminated, sigterm_raises
 from shards.runtime.nodes import check_nodes_agree
 from shards.runtime.logs import EVERY_RANK, exit_on_input_error, progress, setup_logging
 from shards.folder.identity import check_resumable, run_identity
@@ -31,7 +33,9 @@ from shards.runtime.provenance import hub_revision, installed_packages, tool_ver
 from shards.folder.records import ResumeError, begin_attempt, check_restartable, end_attempt, restart
 from shards.folder.liveness import rank_dies_with_torchrun
 from shards.folder.lock import release, take_for_stage
-from shards.store import MANIFEST_NAME, ShardWriter, package_versions, read_parts, shard_problem, write_manifest
+from shards.store import ShardWriter, read_parts, shard_problem
+from shards.runtime.provenance import package_versions
+from shards.manifest import MANIFEST_NAME, write_manifest
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from edit_stage.denoise import edit_plus
 from edit_stage.speed import apply_speed
 from shards.config import EditConfig
 from shards.dataset import Sample, open_image
+from shards.runtime.device import DTYPES
 
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 # The components that hold weights: each is loaded on its own, straight onto the rank's device.
 WEIGHTED = ("transformer", "text_encoder", "vae")
 
@@ -79,7 +79,7 @@ def lora_record(cfg: EditConfig) -> list[dict[str, Any]]:
     of the file in the local cache after loading)."""
     from huggingface_hub import try_to_load_from_cache
 
-    from shards.store import sha256_file
+    from shards.files import sha256_file
 
     records = []
     for adapter in cfg.lora:

@@ -22,11 +22,10 @@ from launch.console import Console
 from launch.envs import EnvError, ensure_venv, existing_interpreter, requirements_stamp
 from launch.rollcall import roll_call
 from launch.stages import Rendezvous, StageFailed, run_jobs, start_job, torchrun_command
-from shards.events import CONSOLE_ENV, RUN_ID_ENV
+from shards.events import CONSOLE_ENV, RUN_ID_ENV, STAGES, Terminated, raise_terminated
 from shards.folder.lock import acquire, new_run_id, release
 from shards.folder.seats import leave_seat, take_seat
 
-STAGES = ("edit", "score")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -63,14 +62,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-class Terminated(BaseException):
-    """SIGTERM arrived (a scheduler's cancel, `kill`): like Ctrl-C, it stops the stages before the launcher goes."""
-
-
-def _terminate(signum, frame):
-    raise Terminated()
-
-
 def say(line: str) -> None:
     """A line of the launcher's own for the watching person, at once."""
     print(f"[launch] {line}", flush=True)
@@ -81,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Without this, SIGTERM would end the launcher alone, and torchrun and its ranks (in a session of their own,
     # see start_job) would run on until they died of a broken pipe.
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, raise_terminated)
     try:
         from shards.config import ConfigError, load_config, overrides_from_args, prompt_fields
         from shards.dataset import DatasetError, load_dataset, select_samples
@@ -186,7 +177,7 @@ def check_output_folder(config, restart: str | None, edits: str | None, samples:
     from shards.brought_edits import edits_identity, find_edits
     from shards.folder.identity import check_resumable
     from shards.folder.records import check_restartable
-    from shards.store import sha256_file
+    from shards.files import sha256_file
 
     identities = {}
     if edits:

@@ -21,7 +21,7 @@ from typing import Any
 from launch.compare_input import CompareError, distinct_folders, load_run  # noqa: F401 (CompareError re-exported)
 from shards.report.page import markdown_cell as cell
 from shards.report.stats import mean, paired_bootstrap, sign_flip_p_value, wins_ties_losses
-from shards.store import atomic_write, atomic_write_json
+from shards.files import atomic_write, atomic_write_json
 
 OUTPUTS = ("compare.json", "compare.md", "compare.html")
 

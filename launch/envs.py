@@ -21,7 +21,7 @@ import tomllib
 
 from launch.lockfiles import LockError, read_lock
 from shards.config import REPO_ROOT, Environment
-from shards.store import sha256_file
+from shards.files import sha256_file
 
 STAMP_NAME = ".launch-requirements.json"
 BUILDING, REPLACED = ".building", ".replaced"     # suffixes of a replacement being built, and of the one it replaces

@@ -27,7 +27,7 @@ import uuid
 from typing import Any, Callable, Iterator
 
 from launch.stages import Rendezvous, StageFailed
-from shards.store import atomic_write_json
+from shards.files import atomic_write_json
 
 ROLL_CALL_DIR = os.path.join("progress", "nodes")
 BEAT_S = 2.0

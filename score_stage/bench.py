@@ -25,10 +25,11 @@ import time
 import torch
 from PIL import Image, ImageDraw
 
-from score_stage.judges.in_process import DTYPES, Judge
+from score_stage.judges.in_process import Judge
+from shards.runtime.device import DTYPES
 from shards.config import Dimension, ScoreConfig
 from shards.runtime.measure import bench_device, build_in_child, host_memory, sync, write_figures
-from shards.store import package_versions
+from shards.runtime.provenance import package_versions
 
 DIMENSION = Dimension(
     images="original_and_edited",

@@ -30,7 +30,10 @@ from shards.folder.records import begin_attempt, check_restartable, end_attempt,
 from shards.folder.liveness import rank_dies_with_torchrun
 from shards.folder.lock import release, take_for_stage
 from shards.runtime.provenance import hub_revision, installed_packages, judging_record, tool_version
-from shards.store import REPORT_NAMES, ShardError, package_versions, read_manifest, shard_problem
+from shards.store import ShardError, shard_problem
+from shards.report.schema import REPORT_NAMES
+from shards.runtime.provenance import package_versions
+from shards.manifest import read_manifest
 
 
 def selected_entries(config: RunConfig, manifest: dict[str, Any]) -> list[dict[str, Any]]:

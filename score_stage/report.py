@@ -13,7 +13,8 @@ from typing import Any, Callable, Iterable
 
 from shards.report.page import markdown_cell
 from shards.report.stats import RESAMPLES, SEED, agreement, bootstrap_means
-from shards.store import REPORT_NAMES, atomic_write, atomic_write_json
+from shards.report.schema import REPORT_NAMES
+from shards.files import atomic_write, atomic_write_json
 
 STATUSES = ("ok", "unparsed", "failed")
 CSV_COLUMNS = ("id", "category", "score", "status", "instruction", "response", "reason")

@@ -21,7 +21,7 @@ import unicodedata
 from typing import Iterator, Sequence
 
 from shards.dataset import DatasetError, _printable, leaves_folder, list_problems
-from shards.store import open_regular, sha256_file
+from shards.files import open_regular, sha256_file
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 

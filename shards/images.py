@@ -52,7 +52,7 @@ def open_image(path: str):
     """
     from PIL import ImageOps
 
-    from shards.store import open_regular
+    from shards.files import open_regular
 
     with open_regular(path) as f, _opened(f) as image:
         return to_rgb(ImageOps.exif_transpose(image))

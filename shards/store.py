@@ -1,34 +1,22 @@
-"""Shard files and the manifest: the contract between the edit stage and the score stage.
+"""Shard files: the edited images, the contract between the edit stage and the score stage.
 
-Edited images are HWC uint8 RGB tensors in safetensors files under `<output>/shards/`, keyed by position.
-`<output>/manifest.json` lists every shard (path, sha256, sample count) and every sample (where its tensor is,
-its seed). Every file is written under a temporary name in its folder and then renamed, so a reader never sees
-half a file. No pickle anywhere: safetensors and JSON only.
+Edited images are HWC uint8 RGB tensors in safetensors files under `<output>/shards/`, keyed by position; each
+part is written under a temporary name and renamed into place, then recorded in its rank's journal (`ShardWriter`),
+so a reader never sees half a part and a recorded part is always whole. `shards.manifest` lists them for the
+score stage. No pickle anywhere: safetensors and JSON only.
 """
 
 from __future__ import annotations
 
-import errno
-import hashlib
-import importlib.metadata
 import json
 import os
-import platform
-import stat
-import uuid
-from typing import Any, BinaryIO, Iterable
+from typing import Any, Iterable
 
+from shards.files import atomic_write, sha256_bytes, sha256_file
 from shards.journal import JournalRead, JournalWriter, journal_path, journal_paths, read_journals
 
-MANIFEST_FORMAT = "qwen-edit-bench/manifest-v2"
 SHARD_FORMAT = "qwen-edit-bench/shard-v1"
 SHARDS_DIR = "shards"
-MANIFEST_NAME = "manifest.json"
-# The score stage's files in the output folder (listed here so that restarting the edit stage removes them too).
-# thumbnails.json holds the page's images, so that `launch compare` can show them with the standard library alone.
-REPORT_NAMES = ("report.json", "results.csv", "report.md", "report.html", "thumbnails.json")
-VERSION_PACKAGES = ("torch", "torchvision", "transformers", "diffusers", "accelerate", "tokenizers", "safetensors",
-                    "pillow")
 
 
 class ShardError(RuntimeError):
@@ -43,58 +31,6 @@ def shard_name(rank: int, world_size: int, part: int) -> str:
 def tensor_key(position: int) -> str:
     """The key of the `position`-th image in a shard part (recorded in the manifest as the sample's `key`)."""
     return f"image-{position:05d}"
-
-
-def atomic_write(path: str, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, fsync it, then rename it over `path`."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: str, obj: Any) -> None:
-    """`atomic_write` of pretty, UTF-8 JSON (non-ASCII category names stay readable)."""
-    atomic_write(path, (json.dumps(obj, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def open_regular(path: str) -> BinaryIO:
-    """`path` opened for binary reading, refused unless it is a regular file (after links): opening a FIFO named
-    like an image waits for a writer forever, and a device never ends.
-
-    Raises:
-        OSError: for a path that is not a regular file, naming it, or that cannot be opened.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)       # returns at once, even for a FIFO nobody writes to
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file (a folder, a FIFO, a device or a socket): reading it "
-                                        "could wait forever", path)
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open_regular(path) as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_shard(output_dir: str, name: str, images: dict[str, Any], samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -147,48 +83,6 @@ def verify_shards(output_dir: str, shards: Iterable[dict[str, Any]]) -> None:
         problem = shard_problem(output_dir, shard)
         if problem:
             raise ShardError(problem)
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of Python and of the packages that decide the results, as installed in this environment."""
-    versions = {"python": platform.python_version()}
-    for name in VERSION_PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
-def write_manifest(output_dir: str, manifest: dict[str, Any]) -> str:
-    """Write `<output_dir>/manifest.json` atomically and return its path."""
-    path = os.path.join(output_dir, MANIFEST_NAME)
-    atomic_write_json(path, {"format": MANIFEST_FORMAT, **manifest})
-    return path
-
-
-def read_manifest(output_dir: str) -> dict[str, Any]:
-    """Read and check `<output_dir>/manifest.json`.
-
-    Raises:
-        ShardError: if it is missing, not JSON, of another format, or lists an edited sample in no listed shard.
-    """
-    path = os.path.join(output_dir, MANIFEST_NAME)
-    try:
-        with open(path, encoding="utf-8") as f:
-            manifest = json.load(f)
-    except FileNotFoundError:
-        raise ShardError(f"no manifest at {path}: run the edit stage on this output directory first") from None
-    except json.JSONDecodeError as e:
-        raise ShardError(f"{path}: not valid JSON: {e}") from None
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise ShardError(f"{path}: format is {manifest.get('format')!r}, expected {MANIFEST_FORMAT!r}")
-    listed = {s["path"] for s in manifest["shards"]}
-    for sample in manifest["samples"]:
-        if sample["status"] == "ok" and sample["shard"] not in listed:
-            raise ShardError(f"{path}: sample '{sample['id']}' points to shard {sample['shard']}, "
-                             "which the manifest does not list")
-    return manifest
 
 
 def read_parts(output_dir: str) -> JournalRead:

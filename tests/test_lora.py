@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import run_module, torchrun, write_config
-from shards.store import read_manifest
+from shards.manifest import read_manifest
 
 pytestmark = pytest.mark.slow
 

@@ -103,7 +103,7 @@ def test_each_node_compares_the_versions_of_the_libraries_that_decide_the_result
     # from another's: a node with another diffusers or torch makes other images under rank 0's manifest.
     from shards.config import load_config
     from shards.runtime.nodes import node_identity
-    from shards.store import package_versions
+    from shards.runtime.provenance import package_versions
 
     identity = node_identity(load_config(write_config(tmp_path)), "edit")
     versions = {k: v for k, v in package_versions().items() if k != "python"}

@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO, base_python, write_config
 from launch.rollcall import ROLL_CALL_DIR, NodesMissing, missing_nodes, roll_call
 from launch.stages import Rendezvous, _root_cause
-from shards.store import atomic_write_json
+from shards.files import atomic_write_json
 
 
 def _rendezvous(node_rank, timeout_s: int = 20) -> Rendezvous:

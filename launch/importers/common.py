@@ -150,7 +150,7 @@ def image_problems(rows: list[Row]) -> list[str]:
     """Every image the import would write that the dataset loader would refuse: decoded as it will decode it
     (`shards.images.check_image`), so that an import that succeeds is a dataset the stages take."""
     from shards.images import ImageError, check_image
-    from shards.store import open_regular
+    from shards.files import open_regular
 
     problems = []
     for row in rows:

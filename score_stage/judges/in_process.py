@@ -17,8 +17,8 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, LogitsProce
 from score_stage.parsing import extract_score
 from score_stage.scoring import expected_score, score_distribution
 from shards.config import Dimension, ScoreConfig
+from shards.runtime.device import DTYPES
 
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 PICTURE_LABELS = ("First picture (the original image):\n", "\nSecond picture (the edited image):\n")
 
 

@@ -7,11 +7,8 @@ no-ops, so a stage can also be debugged as a plain `python -m`.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
-import signal
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,6 +16,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
+
+from shards.runtime.device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -33,10 +32,6 @@ class DistState:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-
-class DeviceError(RuntimeError):
-    """The configured device cannot be used; the message says why and what to change."""
 
 
 def threads_asked(omp_num_threads: str) -> bool:
@@ -74,50 +69,6 @@ def init_distributed(device_setting: str, timeout_s: int) -> DistState:
                                 timeout=timedelta(seconds=timeout_s),
                                 device_id=device if device.type == "cuda" else None)
     return DistState(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
-
-
-def resolve_device(setting: str, local_rank: int) -> torch.device:
-    """The device of the rank with `local_rank` under `setting`.
-
-    Raises:
-        DeviceError: for `cuda` without a usable GPU for this rank, naming the driver's CUDA version and the one
-            this environment's torch is built for.
-    """
-    if setting == "cpu":
-        return torch.device("cpu")
-    if torch.cuda.is_available():
-        count = torch.cuda.device_count()
-        if local_rank >= count:
-            raise DeviceError(f"local rank {local_rank} needs GPU {local_rank}, but only {count} are visible "
-                              f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}): start at "
-                              "most one rank per GPU (--nproc-per-node)")
-        return torch.device("cuda", local_rank)
-    if setting == "auto":
-        return torch.device("cpu")
-    raise DeviceError(
-        f"distributed.device is cuda, but this environment's torch cannot use a GPU: {cuda_problem()}. The run "
-        "stopped before loading any model. Install a torch built for this driver (the stage's env.torch_index, "
-        "e.g. https://download.pytorch.org/whl/cu126, or env.python of an interpreter that has one), or set "
-        "distributed.device: cpu to run on the CPU on purpose.")
-
-
-def cuda_problem() -> str:
-    """Why CUDA is unusable: the NVIDIA driver's CUDA version (asked of libcuda) beside the wheel's."""
-    wheel = (f"torch {torch.__version__} is built for CUDA {torch.version.cuda}" if torch.version.cuda
-             else f"torch {torch.__version__} is a CPU-only build")
-    try:
-        libcuda = ctypes.CDLL("libcuda.so.1")
-    except OSError:
-        return f"no NVIDIA driver was found (libcuda.so.1 cannot be loaded); {wheel}"
-    version = ctypes.c_int(0)
-    if libcuda.cuDriverGetVersion(ctypes.byref(version)) != 0:
-        return f"the NVIDIA driver does not answer (cuDriverGetVersion failed); {wheel}"
-    driver = f"{version.value // 1000}.{version.value % 1000 // 10}"
-    if torch.version.cuda and tuple(map(int, torch.version.cuda.split("."))) > (version.value // 1000,
-                                                                                version.value % 1000 // 10):
-        return f"the NVIDIA driver supports CUDA up to {driver}, but {wheel}"
-    return f"the NVIDIA driver supports CUDA {driver} and {wheel}, yet no GPU is visible " \
-           f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})"
 
 
 def finish() -> None:
@@ -195,26 +146,3 @@ class WorkQueue:
             yield position
 
 
-class Terminated(BaseException):
-    """SIGTERM arrived: torchrun stops the other ranks this way when one rank fails.
-
-    A BaseException, like KeyboardInterrupt, so no `except Exception` in a library swallows it.
-    """
-
-
-@contextlib.contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """Within the block, SIGTERM raises `Terminated`, so `with` exits run (the edit stage closes its open part).
-
-    Only around Python-level work loops: a handler runs between bytecodes, so a rank blocked inside a collective
-    would not run it until the collective returned, and torchrun would wait its 30 s grace before SIGKILL.
-    Outside the block SIGTERM keeps its default and ends the rank at once.
-    """
-    def handler(signum, frame):
-        raise Terminated(f"stopped by signal {signal.Signals(signum).name}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

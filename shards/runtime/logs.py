@@ -113,7 +113,7 @@ def exit_on_input_error():
     """
     from shards.config import ConfigError
     from shards.dataset import DatasetError
-    from shards.runtime.dist import DeviceError
+    from shards.runtime.device import DeviceError
     from shards.runtime.hub import HubError
     from shards.folder.records import ResumeError
     from shards.store import ShardError

@@ -12,6 +12,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import platform
 import subprocess
 from typing import Any
 
@@ -84,3 +85,18 @@ def judging_record(cfg: ScoreConfig) -> dict[str, Any]:
     return {"mode": cfg.mode, "answer_prefix": cfg.answer_prefix, "max_new_tokens": cfg.max_new_tokens,
             "do_sample": False, "batch_size": cfg.batch_size, "dtype": cfg.dtype, "prompts": prompts,
             "prompts_sha256": _sha256(json.dumps(dataclasses.asdict(cfg)["prompts"], sort_keys=True))}
+
+
+VERSION_PACKAGES = ("torch", "torchvision", "transformers", "diffusers", "accelerate", "tokenizers", "safetensors",
+                    "pillow")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and of the packages that decide the results, as installed in this environment."""
+    versions = {"python": platform.python_version()}
+    for name in VERSION_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
