@@ -29,9 +29,9 @@ import torch
 from PIL import Image, ImageDraw
 
 from edit_stage.pipeline import edit_image, load_pipeline, to_uint8
-from shards.runtime.device import DTYPES
 from edit_stage.speed import TOLERANCE, applied_options, apply_speed, options_for_device
 from shards.config import EditConfig, EditSpeed
+from shards.runtime.device import DTYPES
 from shards.runtime.measure import bench_device, build_in_child, host_memory, sync, write_figures
 from shards.runtime.provenance import package_versions
 

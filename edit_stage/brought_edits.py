@@ -19,19 +19,20 @@ import time
 import numpy as np
 import torch
 
-from edit_stage.cli import Plan, build_manifest, edited_entries, resume_point
+from edit_stage.manifest import build_manifest
+from edit_stage.plan import Plan, edited_entries, resume_point
+from shards.brought_edits import edits_identity, find_edits
 from shards.config import load_config, overrides_from_args, prompt_fields, stage_argument_parser
 from shards.dataset import DatasetError, check_images, list_problems, load_dataset, open_image, select_samples
-from shards.runtime.dist import DistState
-from shards.brought_edits import edits_identity, find_edits
-from shards.folder.identity import check_resumable
-from shards.images import ImageError
-from shards.runtime.logs import EVERY_RANK, exit_on_input_error, setup_logging
-from shards.folder.records import begin_attempt, check_restartable, end_attempt
-from shards.folder.lock import release, take_for_stage
-from shards.store import ShardWriter
-from shards.manifest import MANIFEST_NAME, write_manifest
 from shards.files import sha256_file
+from shards.folder.identity import check_resumable
+from shards.folder.lock import release, take_for_stage
+from shards.folder.records import begin_attempt, check_restartable, end_attempt
+from shards.images import ImageError
+from shards.manifest import MANIFEST_NAME, write_manifest
+from shards.runtime.dist import DistState
+from shards.runtime.logs import EVERY_RANK, exit_on_input_error, setup_logging
+from shards.store import ShardWriter
 
 
 def read_edit(path: str) -> torch.Tensor:

@@ -12,94 +12,25 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from edit_stage.speed import check_speed
-from shards.config import (EditConfig, RunConfig, load_config, overrides_from_args, prompt_fields,
-                           stage_argument_parser, to_dict)
-from shards.dataset import ImageCheck, Sample, check_images, derive_seed, load_dataset, select_samples
-from shards.runtime.dist import (
-    DistState, WorkQueue, all_gather_json, barrier, finish, init_distributed, map_in_parallel, teardown,
-)
+from edit_stage.manifest import build_manifest, editor_record
+from edit_stage.plan import Plan, edited_entries, plan_run, resume_point
+from shards.config import EditConfig, RunConfig, load_config, overrides_from_args, stage_argument_parser
+from shards.dataset import Sample, derive_seed
 from shards.events import Terminated, sigterm_raises
-from shards.runtime.nodes import check_nodes_agree
-from shards.runtime.logs import EVERY_RANK, exit_on_input_error, progress, setup_logging
-from shards.folder.identity import check_resumable, run_identity
-from shards.runtime.hub import fetch_once
-from shards.runtime.provenance import hub_revision, installed_packages, tool_version
-from shards.folder.records import ResumeError, begin_attempt, check_restartable, end_attempt, restart
+from shards.folder.identity import run_identity
 from shards.folder.liveness import rank_dies_with_torchrun
 from shards.folder.lock import release, take_for_stage
-from shards.store import ShardWriter, read_parts, shard_problem
-from shards.runtime.provenance import package_versions
+from shards.folder.records import begin_attempt, end_attempt
 from shards.manifest import MANIFEST_NAME, write_manifest
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What this run works on, settled before any process group or model exists."""
-
-    samples: list[Sample]
-    """The selected samples, in dataset order."""
-    images: ImageCheck
-    """Their original images' digests, and the samples whose image cannot be used."""
-    notes: list[str]
-    """What the check of the output folder could not compare, to be said once logging is set up."""
-
-
-def plan_run(config: RunConfig, restart_requested: bool) -> Plan:
-    """Validate the dataset and every selected image, and refuse an output folder of a different run."""
-    # Missing images pass the line checks here so that check_images reports them with the undecodable ones.
-    samples = load_dataset(config.dataset.path, categories=prompt_fields(config), allow_missing_images=True)
-    samples = select_samples(samples, config.dataset.categories, config.dataset.limit,
-                             where=config.dataset.where)
-    check_speed(config.edit, config.source)
-    images = check_images(samples, config.dataset.path, skip_unreadable=config.dataset.skip_unreadable_images)
-    if restart_requested:
-        check_restartable(config.output_dir, "edit")    # every rank refuses alike, before rank 0 removes anything
-        return Plan(samples=samples, images=images, notes=[])
-    return Plan(samples=samples, images=images, notes=check_resumable(config, "edit"))
-
-
-def resume_point(config: RunConfig, state: DistState, plan: Plan, restart_requested: bool, log) -> list[dict]:
-    """Start over if asked (rank 0), then return the recorded shard parts whose checksums verify.
-
-    Raises:
-        ResumeError: if a sample already edited has a different original image now.
-    """
-    if restart_requested and state.is_main:
-        removed = restart(config.output_dir, "edit")
-        log.info("--restart: removed %s", ", ".join(removed) or "nothing (the folder had no edits)")
-    barrier()  # nobody reads the journals while rank 0 removes them
-    recorded = read_parts(config.output_dir)
-    for line in recorded.skipped:
-        log.warning("ignoring %s", line)
-    problems = map_in_parallel(recorded.records, lambda part: shard_problem(config.output_dir, part), state)
-    trusted = []
-    for part, problem in zip(recorded.records, problems):
-        if problem:
-            log.warning("not trusting %s: its samples are edited again", problem)
-        else:
-            trusted.append(part)
-    edited = edited_entries(trusted)
-    changed = [s.id for s in plan.samples
-               if s.id in edited and edited[s.id]["image_sha256"] != plan.images.sha256.get(s.id)]
-    if changed:
-        raise ResumeError(f"{config.dataset.path}: the image of {len(changed)} already edited sample(s) changed "
-                          f"since: {', '.join(changed[:10])}; run with --restart to edit everything again")
-    return trusted
-
-
-def edited_entries(parts: list[dict]) -> dict[str, dict]:
-    """Sample id -> its manifest entry in `parts` (the first part that holds it, in journal order)."""
-    found: dict[str, dict] = {}
-    for part in parts:
-        for entry in part["samples"]:
-            found.setdefault(entry["id"], entry)
-    return found
+from shards.runtime.dist import DistState, WorkQueue, all_gather_json, barrier, finish, init_distributed, teardown
+from shards.runtime.hub import fetch_once
+from shards.runtime.logs import EVERY_RANK, exit_on_input_error, progress, setup_logging
+from shards.runtime.nodes import check_nodes_agree
+from shards.store import ShardWriter
 
 
 def ensure_tiny_pipeline(config: RunConfig, state: DistState) -> None:
@@ -151,55 +82,6 @@ def fetched(config: RunConfig, state: DistState, log) -> EditConfig:
     model = fetch_once(config.edit.model, state, shared, log, "editor")
     lora = [dataclasses.replace(a, path=fetch_once(a.path, state, shared, log, "LoRA")) for a in config.edit.lora]
     return dataclasses.replace(config.edit, model=model, lora=lora)
-
-
-def build_manifest(config: RunConfig, plan: Plan, parts: list[dict], attempts: list[dict],
-                   identity: dict[str, Any], editor: dict[str, Any]) -> dict:
-    """The manifest of the selected samples, in dataset order: each edited one where its verified part holds it,
-    each unusable one as `failed` with its reason."""
-    entries = edited_entries(parts)
-    samples = [_failed_entry(s, plan.images.failed[s.id]) if s.id in plan.images.failed
-               else {**entries[s.id], "status": "ok"} for s in plan.samples]
-    used = {s["shard"] for s in samples if s["status"] == "ok"}
-    shards = {p["path"]: {k: p[k] for k in ("path", "sha256", "num_samples", "rank", "world_size")}
-              for p in parts if p["path"] in used}
-    return {
-        "world_size": attempts[-1]["world_size"],
-        "attempts": attempts,
-        "dataset": {"path": config.dataset.path, "root": os.path.dirname(config.dataset.path),
-                    "sha256": identity["dataset file sha256"]},
-        "model": editor,
-        "versions": package_versions(),
-        "environment": installed_packages(), "tool": tool_version(),
-        "config": to_dict(config),
-        "elapsed_s": round(sum(a.get("elapsed_s", 0.0) for a in attempts), 3),
-        "shards": sorted(shards.values(), key=lambda s: s["path"]),
-        "samples": samples,
-    }
-
-
-def editor_record(config: RunConfig, identity: dict[str, Any]) -> dict[str, Any]:
-    """Who made the edits: checkpoint (its hub revision, or its files' fingerprint when local), pipeline, LoRA
-    adapters (with their weights' sha256) and the sampling settings, and a one-line label the report shows (a
-    few-step LoRA run says so)."""
-    from edit_stage.pipeline import lora_record
-
-    edit = config.edit
-    lora = lora_record(edit)
-    adapters = "".join(f" + LoRA {os.path.basename(a['path'].rstrip('/'))}"
-                       f"{'/' + a['weight_name'] if a['weight_name'] else ''} x{a['scale']:g}" for a in lora)
-    cfg = f"CFG {edit.true_cfg_scale:g}" if edit.true_cfg_scale > 1 and edit.negative_prompt is not None else "no CFG"
-    return {"path": edit.model, "revision": hub_revision(edit.model),
-            "fingerprint": identity.get("edit.model files fingerprint"), "pipeline": edit.pipeline,
-            "lora": lora, "fuse_lora": edit.fuse_lora, "seed": edit.seed, "dtype": edit.dtype,
-            "num_inference_steps": edit.num_inference_steps, "true_cfg_scale": edit.true_cfg_scale,
-            "label": f"{edit.model}{adapters}, {edit.num_inference_steps} steps, {cfg}"}
-
-
-def _failed_entry(sample: Sample, reason: str) -> dict[str, Any]:
-    return {"id": sample.id, "category": sample.category, "instruction": sample.instruction,
-            "description": sample.description, "image": sample.image, "extra": sample.extra,
-            "status": "failed", "reason": reason}
 
 
 @record

@@ -20,24 +20,11 @@ import time
 
 import numpy as np
 import torch
-from diffusers import (
-    AutoencoderKLQwenImage,
-    DiffusionPipeline,
-    FlowMatchEulerDiscreteScheduler,
-    QwenImageEditPipeline,
-    QwenImageEditPlusPipeline,
-    QwenImageTransformer2DModel,
-)
-from transformers import (
-    Qwen2_5_VLConfig,
-    Qwen2_5_VLForConditionalGeneration,
-    Qwen2Tokenizer,
-    Qwen2TokenizerFast,
-    Qwen2VLImageProcessor,
-    Qwen2VLProcessor,
-    Qwen2VLVideoProcessor,
-)
+from diffusers import (AutoencoderKLQwenImage, DiffusionPipeline, FlowMatchEulerDiscreteScheduler,
+                       QwenImageEditPipeline, QwenImageEditPlusPipeline, QwenImageTransformer2DModel)
 from PIL import Image
+from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2Tokenizer, Qwen2TokenizerFast,
+                          Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor)
 
 from shards.tiny.tokenizer import QWEN_SPECIAL_TOKENS, train_tiny_bpe
 

@@ -7,25 +7,22 @@ lines, image paths), so a typo costs seconds, not an environment build or an hou
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import contextlib
 import hashlib
 import os
 import re
 import signal
 import socket
-import subprocess
 import sys
 import time
 
 from launch.console import Console
-from launch.envs import EnvError, ensure_venv, existing_interpreter, requirements_stamp
+from launch.envs import EnvError, describe_env, prepare_environments
 from launch.rollcall import roll_call
 from launch.stages import Rendezvous, StageFailed, run_jobs, start_job, torchrun_command
 from shards.events import CONSOLE_ENV, RUN_ID_ENV, STAGES, Terminated, raise_terminated
 from shards.folder.lock import acquire, new_run_id, release
 from shards.folder.seats import leave_seat, take_seat
-
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -175,9 +172,9 @@ def check_output_folder(config, restart: str | None, edits: str | None, samples:
     The stages check again themselves (with the image digests too); this only makes the refusal immediate.
     """
     from shards.brought_edits import edits_identity, find_edits
+    from shards.files import sha256_file
     from shards.folder.identity import check_resumable
     from shards.folder.records import check_restartable
-    from shards.files import sha256_file
 
     identities = {}
     if edits:
@@ -190,36 +187,6 @@ def check_output_folder(config, restart: str | None, edits: str | None, samples:
             print(f"[launch] note: {note}", flush=True)
     if restart:
         check_restartable(config.output_dir, restart)
-
-
-def prepare_environments(config, stages: tuple[str, ...] = STAGES) -> dict[str, str]:
-    """The stages' interpreters (both, by default). Every stage's setting is checked first (an interpreter path, a
-    conda name, a venv's extras), so that a mistake in one stops the launch before any environment is built or
-    rebuilt; then missing venvs are built side by side (pip mostly waits on disk)."""
-    envs = {stage: getattr(config, stage).env for stage in stages}
-    pythons = {stage: existing_interpreter(env, stage) for stage, env in envs.items()}
-    for stage, env in envs.items():
-        try:
-            if pythons[stage] is None:
-                requirements_stamp(env.extras, env.torch_index)
-        except EnvError as e:
-            raise EnvError(f"{stage}.env.extras: {e}") from None
-    to_build = [stage for stage in stages if pythons[stage] is None]
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(stages)) as pool:
-        futures = {stage: pool.submit(ensure_venv, envs[stage].venv, envs[stage].extras, stage,
-                                      envs[stage].torch_index) for stage in to_build}
-        pythons.update({stage: future.result() for stage, future in futures.items()})
-    return pythons
-
-
-def describe_env(python: str) -> str:
-    """The versions that matter, read from the environment's package metadata (no heavy imports)."""
-    code = ("import importlib.metadata as m\n"
-            "for n in ('torch', 'transformers', 'diffusers'):\n"
-            "    try: print(f'{n} {m.version(n)}')\n"
-            "    except m.PackageNotFoundError: pass")
-    done = subprocess.run([python, "-c", code], capture_output=True, text=True)
-    return ", ".join(done.stdout.split("\n")).strip(", ") if done.returncode == 0 else done.stderr.strip()
 
 
 def run_both(config, pythons: dict[str, str], args: argparse.Namespace, rendezvous: Rendezvous, run_id: str) -> None:

@@ -10,6 +10,7 @@ failed rebuild (an unreachable package index, say) leaves the working environmen
 
 from __future__ import annotations
 
+import concurrent.futures
 import fcntl
 import json
 import os
@@ -17,10 +18,10 @@ import shutil
 import subprocess
 import sys
 import time
-import tomllib
 
-from launch.lockfiles import LockError, read_lock
+from launch.lockfiles import LockError, read_lock, requirements_stamp
 from shards.config import REPO_ROOT, Environment
+from shards.events import STAGES
 from shards.files import sha256_file
 
 STAMP_NAME = ".launch-requirements.json"
@@ -61,22 +62,6 @@ def _conda_interpreter(name: str, stage: str) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def requirements_stamp(extras: list[str], torch_index: str | None = None) -> dict:
-    """What a venv is built from: the project's pinned requirements for `extras`, and the PyTorch index.
-
-    Raises:
-        EnvError: for an extra that pyproject.toml does not define.
-    """
-    with open(os.path.join(REPO_ROOT, "pyproject.toml"), "rb") as f:
-        project = tomllib.load(f)["project"]
-    optional = project.get("optional-dependencies", {})
-    unknown = [e for e in extras if e not in optional]
-    if unknown:
-        raise EnvError(f"unknown extras {unknown} (pyproject.toml defines {sorted(optional)})")
-    requirements = sorted(project.get("dependencies", []) + [r for e in extras for r in optional[e]])
-    return {"extras": sorted(extras), "requirements": requirements, "torch_index": torch_index}
-
-
 def python_version(python: str) -> str | None:
     """The version of the interpreter at `python`, asked of it; None if it does not run (its base is gone)."""
     try:
@@ -99,8 +84,8 @@ def ensure_venv(folder: str, extras: list[str], stage: str, torch_index: str | N
         EnvError: if there is no current lock, or the build fails; an environment that was there is left in
             place, working as before.
     """
-    wanted = requirements_stamp(extras, torch_index)
     try:
+        wanted = requirements_stamp(extras, torch_index)
         lock = read_lock(extras, wanted["requirements"], torch_index)
     except LockError as e:
         raise EnvError(f"{stage}: {e}") from None
@@ -209,3 +194,33 @@ def _finish_interrupted_swap(folder: str) -> None:
         os.rename(folder + REPLACED, folder)
     if os.path.exists(folder):
         shutil.rmtree(folder + REPLACED, ignore_errors=True)
+
+
+def prepare_environments(config, stages: tuple[str, ...] = STAGES) -> dict[str, str]:
+    """The stages' interpreters (both, by default). Every stage's setting is checked first (an interpreter path, a
+    conda name, a venv's extras), so that a mistake in one stops the launch before any environment is built or
+    rebuilt; then missing venvs are built side by side (pip mostly waits on disk)."""
+    envs = {stage: getattr(config, stage).env for stage in stages}
+    pythons = {stage: existing_interpreter(env, stage) for stage, env in envs.items()}
+    for stage, env in envs.items():
+        try:
+            if pythons[stage] is None:
+                requirements_stamp(env.extras, env.torch_index)
+        except LockError as e:
+            raise EnvError(f"{stage}.env.extras: {e}") from None
+    to_build = [stage for stage in stages if pythons[stage] is None]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(stages)) as pool:
+        futures = {stage: pool.submit(ensure_venv, envs[stage].venv, envs[stage].extras, stage,
+                                      envs[stage].torch_index) for stage in to_build}
+        pythons.update({stage: future.result() for stage, future in futures.items()})
+    return pythons
+
+
+def describe_env(python: str) -> str:
+    """The versions that matter, read from the environment's package metadata (no heavy imports)."""
+    code = ("import importlib.metadata as m\n"
+            "for n in ('torch', 'transformers', 'diffusers'):\n"
+            "    try: print(f'{n} {m.version(n)}')\n"
+            "    except m.PackageNotFoundError: pass")
+    done = subprocess.run([python, "-c", code], capture_output=True, text=True)
+    return ", ".join(done.stdout.split("\n")).strip(", ") if done.returncode == 0 else done.stderr.strip()

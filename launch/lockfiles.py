@@ -20,6 +20,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import tomllib
 
 from shards.config import REPO_ROOT
 
@@ -101,7 +102,6 @@ def make_lock(extras: list[str], requirements: list[str], torch_index: str | Non
 
 def main(argv: list[str] | None = None) -> int:
     """Lock every venv the given configs describe; returns the exit status."""
-    from launch.envs import requirements_stamp
     from shards.config import ConfigError, load_config
 
     parser = argparse.ArgumentParser(prog="python3 -m launch lock", description=__doc__.splitlines()[0])
@@ -123,3 +123,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def requirements_stamp(extras: list[str], torch_index: str | None = None) -> dict:
+    """What a venv is built from: the project's pinned requirements for `extras`, and the PyTorch index.
+
+    Raises:
+        LockError: for an extra that pyproject.toml does not define.
+    """
+    with open(os.path.join(REPO_ROOT, "pyproject.toml"), "rb") as f:
+        project = tomllib.load(f)["project"]
+    optional = project.get("optional-dependencies", {})
+    unknown = [e for e in extras if e not in optional]
+    if unknown:
+        raise LockError(f"unknown extras {unknown} (pyproject.toml defines {sorted(optional)})")
+    requirements = sorted(project.get("dependencies", []) + [r for e in extras for r in optional[e]])
+    return {"extras": sorted(extras), "requirements": requirements, "torch_index": torch_index}

@@ -26,8 +26,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from score_stage.judges.in_process import Judge
-from shards.runtime.device import DTYPES
 from shards.config import Dimension, ScoreConfig
+from shards.runtime.device import DTYPES
 from shards.runtime.measure import bench_device, build_in_child, host_memory, sync, write_figures
 from shards.runtime.provenance import package_versions
 

@@ -18,22 +18,19 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from score_stage.follow import follow_edits
 from score_stage.worker import Judging, chunked, edited_image, original_problem, recorded_judgements
-
-from shards.config import (RunConfig, load_config, overrides_from_args, prompt_fields, stage_argument_parser,
-                           to_dict)
+from shards.config import RunConfig, load_config, overrides_from_args, prompt_fields, stage_argument_parser, to_dict
 from shards.dataset import DatasetError, open_image, select_samples
-from shards.runtime.dist import DistState, all_gather_json, barrier, finish, init_distributed, map_in_parallel, teardown
-from shards.runtime.nodes import check_nodes_agree
-from shards.runtime.logs import EVERY_RANK, exit_on_input_error, setup_logging
 from shards.folder.identity import check_resumable, run_identity
-from shards.folder.records import begin_attempt, check_restartable, end_attempt, restart
 from shards.folder.liveness import rank_dies_with_torchrun
 from shards.folder.lock import release, take_for_stage
-from shards.runtime.provenance import hub_revision, installed_packages, judging_record, tool_version
-from shards.store import ShardError, shard_problem
-from shards.report.schema import REPORT_NAMES
-from shards.runtime.provenance import package_versions
+from shards.folder.records import begin_attempt, check_restartable, end_attempt, restart
 from shards.manifest import read_manifest
+from shards.report.schema import REPORT_NAMES
+from shards.runtime.dist import DistState, all_gather_json, barrier, finish, init_distributed, map_in_parallel, teardown
+from shards.runtime.logs import EVERY_RANK, exit_on_input_error, setup_logging
+from shards.runtime.nodes import check_nodes_agree
+from shards.runtime.provenance import hub_revision, installed_packages, judging_record, package_versions, tool_version
+from shards.store import ShardError, shard_problem
 
 
 def selected_entries(config: RunConfig, manifest: dict[str, Any]) -> list[dict[str, Any]]:
@@ -121,8 +118,9 @@ def make_thumbnails(config: RunConfig, manifest: dict, entries: list[dict], stat
 def write_outputs(config: RunConfig, manifest: dict, entries: list[dict], judged: dict[str, dict],
                   attempts: list[dict], thumbnails: dict[str, dict], state: DistState, log) -> None:
     """Rank 0: the report in manifest order (failed samples included), its files, and the summary lines."""
-    from score_stage.report import build_report, format_score, markdown_table, write_report
+    from score_stage.report import build_report, markdown_table, write_report
     from score_stage.results import failed_result
+    from shards.report.numbers import number
 
     # Each result names its original image's digest, so that `launch compare` pairs only the same samples.
     results = [{**(judged[e["id"]] if e["status"] == "ok" else failed_result(e)),
@@ -143,8 +141,8 @@ def write_outputs(config: RunConfig, manifest: dict, entries: list[dict], judged
     paths = write_report(config.output_dir, report, thumbnails)
     o = report["overall"]
     log.info("%d samples: mean over samples %s (%d scored), mean over categories %s (%d categories), "
-             "unparsed %d, failed %d", o["count"], format_score(o["mean_over_samples"]), o["scored"],
-             format_score(o["mean_over_categories"]), o["categories_in_mean"], o["unparsed"], o["failed"])
+             "unparsed %d, failed %d", o["count"], number(o["mean_over_samples"]), o["scored"],
+             number(o["mean_over_categories"]), o["categories_in_mean"], o["unparsed"], o["failed"])
     log.info("per category:\n%s", markdown_table(report))
     log.info("report: %s and %s", paths["json"], paths["html"])
 

@@ -20,9 +20,9 @@ from typing import Any
 from score_stage.worker import Judging, chunked, original_problem, recorded_judgements
 from shards.config import RunConfig, prompt_fields
 from shards.dataset import check_images, load_dataset, select_samples
+from shards.manifest import MANIFEST_NAME, read_manifest
 from shards.runtime.dist import DistState, all_gather_json
 from shards.store import ShardError, read_parts, shard_problem
-from shards.manifest import MANIFEST_NAME, read_manifest
 
 POLL_S = 2.0
 

@@ -12,8 +12,8 @@ import json
 import os
 
 import torch
-from transformers import Qwen2VLImageProcessor, Qwen3VLMoeConfig, Qwen3VLMoeForConditionalGeneration, \
-    Qwen3VLProcessor, Qwen3VLVideoProcessor
+from transformers import (Qwen2VLImageProcessor, Qwen3VLMoeConfig, Qwen3VLMoeForConditionalGeneration, Qwen3VLProcessor,
+                          Qwen3VLVideoProcessor)
 
 from score_stage.tiny import CHAT_TEMPLATE, build_tokenizer, generation_config
 from shards.config import REPO_ROOT

@@ -11,17 +11,15 @@ import io
 import os
 from typing import Any, Callable, Iterable
 
-from shards.report.page import markdown_cell
-from shards.report.stats import RESAMPLES, SEED, agreement, bootstrap_means
-from shards.report.schema import REPORT_NAMES
 from shards.files import atomic_write, atomic_write_json
+from shards.report.numbers import interval, number
+from shards.report.page import markdown_cell
+from shards.report.schema import REPORT_NAMES
+from shards.report.stats import RESAMPLES, SEED, agreement, bootstrap_means, mean
 
 STATUSES = ("ok", "unparsed", "failed")
 CSV_COLUMNS = ("id", "category", "score", "status", "instruction", "response", "reason")
 
-
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
 
 
 def stats(results: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -39,10 +37,10 @@ def stats(results: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "scored": len(scores),
         "unparsed": sum(r["status"] == "unparsed" for r in results),
         "failed": sum(r["status"] == "failed" for r in results),
-        "mean": _mean(scores),
+        "mean": mean(scores),
         "min": min(scores) if scores else None,
         "max": max(scores) if scores else None,
-        "dimensions": {name: {"scored": len(v), "mean": _mean(v)} for name, v in by_dimension.items()},
+        "dimensions": {name: {"scored": len(v), "mean": mean(v)} for name, v in by_dimension.items()},
     }
 
 
@@ -57,7 +55,7 @@ def overall(categories: dict[str, dict[str, Any]], results: list[dict[str, Any]]
 
     def macro(mean_of: Callable[[dict], float | None]) -> tuple[float | None, int]:
         means = [m for m in map(mean_of, categories.values()) if m is not None]
-        return _mean(means), len(means)
+        return mean(means), len(means)
 
     mean_over_categories, in_mean = macro(lambda c: c["mean"])
     dimensions = {}
@@ -126,17 +124,6 @@ def human_agreement(results: list[dict[str, Any]], categories: list[str],
     return {"overall": of(pairs), "categories": {c: of([p for p in pairs if p[0] == c]) for c in categories}}
 
 
-def format_score(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3f}"
-
-
-def format_interval(interval: list[float] | None) -> str:
-    return "–" if interval is None else f"[{interval[0]:.2f}, {interval[1]:.2f}]"
-
-
-def format_stat(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3f}"
-
 
 def markdown_table(report: dict[str, Any]) -> str:
     """The per-category table a person reads, then both averages: over samples and over categories, each mean
@@ -147,7 +134,7 @@ def markdown_table(report: dict[str, Any]) -> str:
     def dim(stats_of: dict, key: str) -> str:
         if stats_of.get(key) is None:
             return "–"
-        return f"{format_score(stats_of[key])} {format_interval(stats_of.get(key + '_ci95'))}"
+        return f"{number(stats_of[key])} {interval(stats_of.get(key + '_ci95'))}"
 
     lines = ["| category | count | scored | unparsed | failed | mean | 95% CI | min | max |" +
              "".join(f" {markdown_cell(n)} |" for n in names),
@@ -155,15 +142,15 @@ def markdown_table(report: dict[str, Any]) -> str:
     for name, s in report["categories"].items():
         dims = "".join(f" {dim(s['dimensions'].get(n, {}), 'mean')} |" for n in names)
         lines.append(f"| {markdown_cell(name)} | {s['count']} | {s['scored']} | {s['unparsed']} | {s['failed']} | "
-                     f"{format_score(s['mean'])} | {format_interval(s.get('mean_ci95'))} | {format_score(s['min'])} | "
-                     f"{format_score(s['max'])} |{dims}")
+                     f"{number(s['mean'])} | {interval(s.get('mean_ci95'))} | {number(s['min'])} | "
+                     f"{number(s['max'])} |{dims}")
     dims = "".join(f" {dim(o['dimensions'][n], 'mean_over_samples')} |" for n in names)
     lines.append(f"| **mean over samples** | {o['count']} | {o['scored']} | {o['unparsed']} | {o['failed']} | "
-                 f"{format_score(o['mean_over_samples'])} | {format_interval(o.get('mean_over_samples_ci95'))} | "
-                 f"{format_score(o['min'])} | {format_score(o['max'])} |{dims}")
+                 f"{number(o['mean_over_samples'])} | {interval(o.get('mean_over_samples_ci95'))} | "
+                 f"{number(o['min'])} | {number(o['max'])} |{dims}")
     dims = "".join(f" {dim(o['dimensions'][n], 'mean_over_categories')} |" for n in names)
     lines.append(f"| **mean over categories** | {o['categories_in_mean']} categories | | | | "
-                 f"{format_score(o['mean_over_categories'])} | {format_interval(o.get('mean_over_categories_ci95'))} "
+                 f"{number(o['mean_over_categories'])} | {interval(o.get('mean_over_categories_ci95'))} "
                  f"| | |{dims}")
     return "\n".join(lines)
 
@@ -173,8 +160,8 @@ def agreement_table(report: dict[str, Any]) -> str:
     found = report["human_agreement"]
     rows = [("**all**", found["overall"]), *found["categories"].items()]
     lines = ["| category | n | Spearman ρ | Kendall τ-b | pairwise accuracy |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {markdown_cell(name)} | {a['n']} | {format_stat(a['spearman'])} | {format_stat(a['kendall_tau_b'])} "
-              f"| {format_stat(a['pairwise_accuracy'])} |" for name, a in rows]
+    lines += [f"| {markdown_cell(name)} | {a['n']} | {number(a['spearman'])} | {number(a['kendall_tau_b'])} "
+              f"| {number(a['pairwise_accuracy'])} |" for name, a in rows]
     return "\n".join(lines)
 
 

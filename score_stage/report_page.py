@@ -15,7 +15,7 @@ from typing import Any
 
 from PIL import Image
 
-from score_stage.report import format_interval, format_score, format_stat
+from shards.report.numbers import interval, number
 from shards.report.page import document, escape
 
 THUMBNAIL_SIDE = 256  # px, the longer side: about 10 KB a JPEG, so 1,000 samples stay near 20 MB
@@ -95,14 +95,14 @@ def _summary(report: dict[str, Any]) -> str:
         ("Edit model", report["edit_model"]), ("Judge", f"{report['judge_model']} ({report['scoring_mode']} mode)"),
         ("Dataset", config["dataset"]["path"]),
         ("Samples", f"{o['count']}: {o['scored']} scored, {o['unparsed']} unparsed, {o['failed']} failed"),
-        ("Mean over samples", f"{format_score(o['mean_over_samples'])} "
-                              f"{format_interval(o.get('mean_over_samples_ci95'))} ({o['scored']} samples)"),
-        ("Mean over categories", f"{format_score(o['mean_over_categories'])} "
-                                 f"{format_interval(o.get('mean_over_categories_ci95'))} "
+        ("Mean over samples", f"{number(o['mean_over_samples'])} "
+                              f"{interval(o.get('mean_over_samples_ci95'))} ({o['scored']} samples)"),
+        ("Mean over categories", f"{number(o['mean_over_categories'])} "
+                                 f"{interval(o.get('mean_over_categories_ci95'))} "
                                  f"({o['categories_in_mean']} categories)"),
-        *((f"Mean {name}", f"{format_score(d['mean_over_samples'])} {format_interval(d.get('mean_over_samples_ci95'))}"
-                           f" over samples, {format_score(d['mean_over_categories'])} "
-                           f"{format_interval(d.get('mean_over_categories_ci95'))} over categories "
+        *((f"Mean {name}", f"{number(d['mean_over_samples'])} {interval(d.get('mean_over_samples_ci95'))}"
+                           f" over samples, {number(d['mean_over_categories'])} "
+                           f"{interval(d.get('mean_over_categories_ci95'))} over categories "
                            f"({d['scored']} scored)")
           for name, d in o["dimensions"].items() if len(o["dimensions"]) > 1),
         ("Intervals", "95% percentile bootstrap, samples resampled within categories"),
@@ -124,17 +124,17 @@ def _chart(report: dict[str, Any]) -> str:
     rows = []
     for i, (name, s) in enumerate(report["categories"].items()):
         y, width = i * row_h, 0 if s["mean"] is None else bar_w * s["mean"] / 10
-        interval = s.get("mean_ci95")
-        whisker = "" if interval is None else (
-            f'<line class="ci" x1="{label_w + bar_w * interval[0] / 10:.1f}" '
-            f'x2="{label_w + bar_w * interval[1] / 10:.1f}" y1="{y + row_h / 2}" y2="{y + row_h / 2}" '
+        bounds = s.get("mean_ci95")
+        whisker = "" if bounds is None else (
+            f'<line class="ci" x1="{label_w + bar_w * bounds[0] / 10:.1f}" '
+            f'x2="{label_w + bar_w * bounds[1] / 10:.1f}" y1="{y + row_h / 2}" y2="{y + row_h / 2}" '
             'stroke="#1d1d1f" stroke-width="2"/>')
-        label_x = label_w + max(width, 0 if interval is None else bar_w * interval[1] / 10) + 6
+        label_x = label_w + max(width, 0 if bounds is None else bar_w * bounds[1] / 10) + 6
         rows.append(
             f'<g class="row" data-category="{escape(name)}"><text x="{label_w - 8}" y="{y + 17}" text-anchor="end">'
             f'{escape(name)}</text><rect class="bar" x="{label_w}" y="{y + 4}" width="{width:.1f}" height="{row_h - 8}" '
-            f'fill="#4f7cff"><title>{escape(name)}: {format_score(s["mean"])} {format_interval(interval)}</title></rect>'
-            f'{whisker}<text x="{label_x:.1f}" y="{y + 17}">{format_score(s["mean"])} {format_interval(interval)} '
+            f'fill="#4f7cff"><title>{escape(name)}: {number(s["mean"])} {interval(bounds)}</title></rect>'
+            f'{whisker}<text x="{label_x:.1f}" y="{y + 17}">{number(s["mean"])} {interval(bounds)} '
             f'(n={s["scored"]} scored of {s["count"]})</text></g>')
     height = row_h * len(rows) + 4
     axis = f'<line x1="{label_w}" x2="{label_w}" y1="0" y2="{height}" stroke="#999"/>'
@@ -147,8 +147,8 @@ def _agreement(report: dict[str, Any]) -> str:
     if "human_agreement" not in report:
         return ""
     found = report["human_agreement"]
-    rows = "".join(f"<tr><td>{escape(name)}</td><td>{a['n']}</td><td>{format_stat(a['spearman'])}</td>"
-                   f"<td>{format_stat(a['kendall_tau_b'])}</td><td>{format_stat(a['pairwise_accuracy'])}</td></tr>"
+    rows = "".join(f"<tr><td>{escape(name)}</td><td>{a['n']}</td><td>{number(a['spearman'])}</td>"
+                   f"<td>{number(a['kendall_tau_b'])}</td><td>{number(a['pairwise_accuracy'])}</td></tr>"
                    for name, a in [("all", found["overall"]), *found["categories"].items()])
     return ('<section id="agreement"><h2>Agreement with human ratings</h2><table><tr><th>category</th><th>n</th>'
             '<th>Spearman ρ</th><th>Kendall τ-b</th><th>pairwise accuracy</th></tr>' + rows + "</table></section>")
@@ -176,7 +176,7 @@ def _card(order: int, sample: dict[str, Any], images: dict[str, str | None]) -> 
         details = f'<div class="dim">failed: {escape(sample.get("reason", ""))}</div>'
     return (f'<article class="card" data-category="{escape(sample["category"])}" data-score="{score}" '
             f'data-status="{escape(sample["status"])}" data-order="{order}"><div class="images">{figures}</div>'
-            f'<div class="meta"><span class="score">{format_score(sample["score"])}</span>'
+            f'<div class="meta"><span class="score">{number(sample["score"])}</span>'
             f'<span class="tag">{escape(sample["category"])}</span>'
             f'<span class="tag status-{escape(sample["status"])}">{escape(sample["status"])}</span>'
             f'<code>{escape(sample["id"])}</code></div><div class="instruction">{escape(sample["instruction"])}</div>'
@@ -190,7 +190,7 @@ def _img(uri: str | None, kind: str) -> str:
 
 
 def _dimension(name: str, answer: dict[str, Any], named: bool) -> str:
-    title = f"<b>{escape(name)}</b> {format_score(answer['score'])} " if named else ""
+    title = f"<b>{escape(name)}</b> {number(answer['score'])} " if named else ""
     if "distribution" in answer:
         top = max(answer["distribution"]) or 1.0  # bars scaled to the likeliest score; titles give each p
         bars = "".join(

@@ -18,17 +18,9 @@ import tempfile
 import time
 
 import torch
-from transformers import (
-    GenerationConfig,
-    Qwen2Tokenizer,
-    Qwen2VLImageProcessor,
-    Qwen3VLConfig,
-    Qwen3VLForConditionalGeneration,
-    Qwen3VLMoeConfig,
-    Qwen3VLMoeForConditionalGeneration,
-    Qwen3VLProcessor,
-    Qwen3VLVideoProcessor,
-)
+from transformers import (GenerationConfig, Qwen2Tokenizer, Qwen2VLImageProcessor, Qwen3VLConfig,
+                          Qwen3VLForConditionalGeneration, Qwen3VLMoeConfig, Qwen3VLMoeForConditionalGeneration,
+                          Qwen3VLProcessor, Qwen3VLVideoProcessor)
 
 from shards.tiny.tokenizer import QWEN_SPECIAL_TOKENS, train_tiny_bpe
 

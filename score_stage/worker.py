@@ -18,12 +18,12 @@ from PIL import Image
 
 from shards.config import RunConfig
 from shards.dataset import open_image
+from shards.files import sha256_file
+from shards.journal import JournalWriter, journal_path, journal_paths, read_journals
 from shards.runtime.dist import DistState, WorkQueue
 from shards.runtime.hub import fetch_once
-from shards.journal import JournalWriter, journal_path, journal_paths, read_journals
 from shards.runtime.logs import EVERY_RANK, progress
 from shards.store import read_image
-from shards.files import sha256_file
 
 
 def chunked(todo: list[dict], size: int) -> list[list[dict]]:

@@ -17,10 +17,10 @@ from typing import Any
 
 import yaml
 
-from shards.config_schema import (  # noqa: F401 (re-exported: the config's types are imported from here)
-    REPO_ROOT, SINGLE_DIMENSION, TEMPLATE_FIELDS, CategoryPrompts, DatasetConfig, Dimension, DistributedConfig,
-    EditConfig, EditSpeed, Environment, LoraAdapter, RunConfig, ScoreConfig,
-)
+from shards.config_schema import (REPO_ROOT,  # noqa: F401 (re-exported: the config's types are imported from here)
+                                  SINGLE_DIMENSION, TEMPLATE_FIELDS, CategoryPrompts, DatasetConfig, Dimension,
+                                  DistributedConfig, EditConfig, EditSpeed, Environment, LoraAdapter, RunConfig,
+                                  ScoreConfig)
 from shards.typed_yaml import ConfigError, build, load_yaml, set_dotted, where
 
 EXTRA_FIELD = re.compile(r"extra\[([^\]]+)\]")   # a sample's own field in a template: {extra[reference]}

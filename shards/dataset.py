@@ -13,8 +13,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from shards.images import ImageError, check_image, open_image  # noqa: F401 - open_image: every stage reads here
 from shards.files import open_regular
+from shards.images import ImageError, check_image, open_image  # noqa: F401 - open_image: every stage reads here
 
 REQUIRED_FIELDS = ("id", "category", "image", "instruction")
 MAX_ID_LENGTH = 200

@@ -56,7 +56,7 @@ def _parent(data: dict, dotted: str) -> tuple[dict, str]:
 @pytest.fixture(scope="session")
 def pythons() -> dict[str, str]:
     """The demo's edit and judge interpreters (created by the launcher if they do not exist yet)."""
-    from launch.cli import prepare_environments
+    from launch.envs import prepare_environments
     from shards.config import load_config
 
     return prepare_environments(load_config(DEMO_CONFIG))

@@ -251,7 +251,7 @@ def _undecodable(source: str, name: str) -> list[str]:
         Image.new("RGB", (4000, 2)).save(strip, "JPEG")
         return [f"673: cannot use image {path}: it has 2 frames (GIF)",
                 f"97: cannot use image {strip}: its aspect ratio (4000x2) is over 200:1"]
-    import pyarrow.parquet as pq            # gedit: an embedded PNG whose data is cut short
+    import pyarrow.parquet as pq  # gedit: an embedded PNG whose data is cut short
 
     path = os.path.join(source, "data", "train-00000-of-00001.parquet")
     rows = pq.read_table(path).to_pylist()

@@ -9,8 +9,8 @@ import shutil
 import pytest
 
 from conftest import REPO, base_python, chromium, console_messages, needs_chromium, run_module, torchrun, write_config
-from launch.compare import compare, markdown
-from launch.compare_page import build_page
+from launch.compare.cli import compare, markdown
+from launch.compare.page import build_page
 
 
 def _report(name, scores, judge="tiny/judge", mode="expected", prompts="p1", dataset="d1", originals=None):
@@ -91,7 +91,7 @@ def test_a_report_that_does_not_record_its_data_is_refused_naming_what_is_missin
 
 
 def test_a_report_written_before_reports_had_a_record_is_named_like_one_without_its_data(tmp_path):
-    from launch.compare import load_run
+    from launch.compare.cli import load_run
 
     oldest = _report("b", B)["report"]
     del oldest["record"]                                   # reports before the run record: no 'record' at all
@@ -121,7 +121,7 @@ def _run_folder(tmp_path, name, report):
 
 
 def test_the_same_run_given_twice_is_refused_also_through_a_symlink(tmp_path, capsys):
-    from launch.compare import main
+    from launch.compare.cli import main
 
     folder = _run_folder(tmp_path, "a", _report("a", A)["report"])
     os.symlink(folder, tmp_path / "link")
@@ -170,7 +170,7 @@ def _broken(report, change):
                                                      "categories (x, y)"),
 ])
 def test_a_hand_edited_report_is_refused_naming_the_file_and_field(tmp_path, change, named):
-    from launch.compare import CompareError, load_run
+    from launch.compare.cli import CompareError, load_run
 
     folder = _run_folder(tmp_path, "a", _broken(_report("a", A)["report"], change))
     with pytest.raises(CompareError) as e:
@@ -179,14 +179,14 @@ def test_a_hand_edited_report_is_refused_naming_the_file_and_field(tmp_path, cha
 
 
 def test_compare_holds_scores_to_the_judges_own_scale():
-    from launch.compare_input import MAX_SCORE, MIN_SCORE
+    from launch.compare.inputs import MAX_SCORE, MIN_SCORE
     from score_stage import parsing
 
     assert (MIN_SCORE, MAX_SCORE) == (parsing.MIN_SCORE, parsing.MAX_SCORE)
 
 
 def test_a_report_nested_too_deep_for_the_parser_is_named_not_a_traceback(tmp_path):
-    from launch.compare import CompareError, load_run
+    from launch.compare.cli import CompareError, load_run
 
     folder = tmp_path / "a"
     folder.mkdir()
@@ -196,7 +196,7 @@ def test_a_report_nested_too_deep_for_the_parser_is_named_not_a_traceback(tmp_pa
 
 
 def test_every_run_keeps_a_name_of_its_own_whatever_its_folders_are_called(tmp_path):
-    from launch.compare import unique_names
+    from launch.compare.cli import unique_names
 
     # Two runs named 'a' and two named 'a #1', all under folders named x or y: the numbering of the first two
     # ('x/a #1') took the third's name, and the third run was dropped from the comparison without a word.
@@ -209,7 +209,7 @@ def test_every_run_keeps_a_name_of_its_own_whatever_its_folders_are_called(tmp_p
 
 
 def test_thumbnails_that_are_not_valid_json_are_named(tmp_path):
-    from launch.compare import CompareError, load_run
+    from launch.compare.cli import CompareError, load_run
 
     folder = _run_folder(tmp_path, "a", _report("a", A)["report"])
     (tmp_path / "a" / "thumbnails.json").write_text("{", encoding="utf-8")

@@ -7,8 +7,8 @@ import os
 import pytest
 from PIL import Image
 
-from shards.dataset import DatasetError
 from shards.brought_edits import find_edits
+from shards.dataset import DatasetError
 
 GEDIT = ["color_alter/en/a1", "color_alter/cn/a1", "subject-add/en/b2"]
 

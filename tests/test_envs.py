@@ -8,27 +8,25 @@ import sys
 import pytest
 
 from conftest import base_python, write_config
-from launch import envs
-from launch.cli import prepare_environments
+from launch import envs, lockfiles
+from launch.envs import prepare_environments
 from shards.config import load_config
-
 
 
 @pytest.fixture(autouse=True)
 def locks(tmp_path, monkeypatch):
     """Locks of the bare project (no extras), from PyPI's torch and from PyTorch's cu126 index, in a folder of
     the test's own."""
-    from launch import locks
 
-    monkeypatch.setattr(locks, "LOCKS_DIR", str(tmp_path / "locks"))
-    os.makedirs(locks.LOCKS_DIR)
-    requirements = envs.requirements_stamp([])["requirements"]
+    monkeypatch.setattr(lockfiles, "LOCKS_DIR", str(tmp_path / "locks"))
+    os.makedirs(lockfiles.LOCKS_DIR)
+    requirements = lockfiles.requirements_stamp([])["requirements"]
     for index in (None, "https://download.pytorch.org/whl/cu126"):
         report = {"install": [{"metadata": {"name": "PyYAML", "version": "6.0.3"}},
                               {"metadata": {"name": "qwen-edit-bench", "version": "0.1.0"}}]}
-        with open(locks.lock_path([], index), "w") as f:
-            f.write("\n".join(locks.lock_lines(report, requirements, index)) + "\n")
-    return locks
+        with open(lockfiles.lock_path([], index), "w") as f:
+            f.write("\n".join(lockfiles.lock_lines(report, requirements, index)) + "\n")
+    return lockfiles
 
 
 def _installs_fail(monkeypatch, tmp_path) -> None:
@@ -45,11 +43,10 @@ def _working_venv(folder, requirements=None) -> str:
     python = os.path.join(folder, "bin", "python")
     version = subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
                              capture_output=True, text=True, check=True).stdout.strip()
-    from launch import locks
 
     stamp = {"python": version, "extras": [], "torch_index": None,
-             "requirements": requirements or sorted(envs.requirements_stamp([])["requirements"]),
-             "lock_sha256": envs.sha256_file(locks.lock_path([], None))}
+             "requirements": requirements or sorted(lockfiles.requirements_stamp([])["requirements"]),
+             "lock_sha256": envs.sha256_file(lockfiles.lock_path([], None))}
     (folder / envs.STAMP_NAME).write_text(json.dumps(stamp))
     (folder / "ours.txt").write_text("installed packages live here")
     return python
@@ -101,7 +98,7 @@ def test_a_rebuilt_environment_is_swapped_in_with_its_scripts_pointing_at_its_ow
     ran = subprocess.run([str(tmp_path / "env" / "bin" / "torchrun")], capture_output=True, text=True)
     assert ran.stdout.strip() == str(tmp_path / "env")
     assert json.loads((tmp_path / "env" / envs.STAMP_NAME).read_text())["requirements"] == \
-        envs.requirements_stamp([])["requirements"]
+        lockfiles.requirements_stamp([])["requirements"]
 
 
 def test_a_pytorch_index_for_older_drivers_is_passed_to_pip_and_recorded(tmp_path, monkeypatch):
@@ -122,17 +119,17 @@ def test_a_pytorch_index_for_older_drivers_is_passed_to_pip_and_recorded(tmp_pat
 
 
 def test_a_missing_stale_or_foreign_lock_is_refused_naming_the_command_that_makes_it(tmp_path, locks):
-    os.remove(locks.lock_path([], None))
+    os.remove(lockfiles.lock_path([], None))
     with pytest.raises(envs.EnvError, match=r"no lock for extras \[\] .*python3 -m launch lock"):
         envs.ensure_venv(str(tmp_path / "env"), [], "edit")
     report = {"install": [{"metadata": {"name": "PyYAML", "version": "6.0.3"}}]}
-    with open(locks.lock_path([], None), "w") as f:
-        f.write("\n".join(locks.lock_lines(report, ["pyyaml>=5"], None)) + "\n")   # other requirements
+    with open(lockfiles.lock_path([], None), "w") as f:
+        f.write("\n".join(lockfiles.lock_lines(report, ["pyyaml>=5"], None)) + "\n")   # other requirements
     with pytest.raises(envs.EnvError, match="older than the requirements in pyproject.toml"):
         envs.ensure_venv(str(tmp_path / "env"), [], "edit")
-    text = "\n".join(locks.lock_lines(report, envs.requirements_stamp([])["requirements"], None))
-    with open(locks.lock_path([], None), "w") as f:
-        f.write(text.replace(locks.interpreter_tag(), "python 3.9 linux aarch64"))
+    text = "\n".join(lockfiles.lock_lines(report, lockfiles.requirements_stamp([])["requirements"], None))
+    with open(lockfiles.lock_path([], None), "w") as f:
+        f.write(text.replace(lockfiles.interpreter_tag(), "python 3.9 linux aarch64"))
     with pytest.raises(envs.EnvError, match="was made for python 3.9 linux aarch64"):
         envs.ensure_venv(str(tmp_path / "env"), [], "edit")
     assert not (tmp_path / "env").exists()

@@ -13,8 +13,8 @@ import torch
 from conftest import DEMO_DATASET, base_python, copy_run, fault, run_module, torchrun, write_config
 from shards.dataset import load_dataset
 from shards.journal import journal_paths, read_journals
-from shards.store import read_parts, verify_shards
 from shards.manifest import read_manifest
+from shards.store import read_parts, verify_shards
 
 pytestmark = pytest.mark.slow
 ALL_IDS = [s.id for s in load_dataset(DEMO_DATASET)]

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from conftest import chromium, console_messages, needs_chromium
-from score_stage.report_page import build_html, thumbnail
 from score_stage.report import build_report
+from score_stage.report_page import build_html, thumbnail
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)> & "quotes"'
 

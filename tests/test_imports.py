@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from conftest import base_python, run_module
-from shards.store import read_image
 from shards.manifest import read_manifest
+from shards.store import read_image
 
 pytestmark = pytest.mark.slow
 

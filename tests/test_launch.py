@@ -11,8 +11,8 @@ import pytest
 from conftest import DEMO_CONFIG, DEMO_DATASET, REPO, base_python, copy_run, run_module, write_config
 from launch.stages import _root_cause
 from shards.dataset import load_dataset
-from shards.store import verify_shards
 from shards.manifest import read_manifest
+from shards.store import verify_shards
 
 pytestmark = pytest.mark.slow
 FIVE = ["物理", "环境", "社会", "因果", "指代"]

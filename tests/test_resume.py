@@ -120,8 +120,8 @@ def _files(out):
 
 def _real_run(out):
     """A folder as both stages leave it: records, journals, two shard parts, manifest and report files."""
-    from shards.store import ShardWriter
     from shards.manifest import write_manifest
+    from shards.store import ShardWriter
 
     begin_attempt(out, "edit", {"edit.seed": 0}, world_size=1)
     with ShardWriter(out, rank=0, world_size=1, per_shard=1) as writer:

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from shards.folder.records import ResumeError
 from shards.folder.lock import acquire, lock_path, read_lock, release
+from shards.folder.records import ResumeError
 
 
 def test_a_second_run_is_refused_naming_the_holder_and_the_same_run_joins(tmp_path):

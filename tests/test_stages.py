@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from conftest import DEMO_DATASET, copy_run, fault, torchrun, write_config
-from shards.store import read_image, verify_shards
 from shards.manifest import read_manifest
+from shards.store import read_image, verify_shards
 
 pytestmark = pytest.mark.slow
 IDS = ["phys-01", "phys-02", "ref-01", "ref-02"]

@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from shards.report.stats import (agreement, bootstrap_means, kendall_tau_b, pairwise_accuracy, sign_flip_p_value, spearman,
-                          wins_ties_losses)
+from shards.report.stats import (agreement, bootstrap_means, kendall_tau_b, pairwise_accuracy, sign_flip_p_value,
+                                 spearman, wins_ties_losses)
 
 
 def test_a_bootstrap_of_two_values_spans_them():

@@ -7,11 +7,10 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from shards.store import (
-    ShardError, ShardWriter, pixels_sha256, read_image, read_parts, shard_name, shard_problem, verify_shards,
-)
-from shards.manifest import read_manifest, write_manifest
 from shards.files import atomic_write_json
+from shards.manifest import read_manifest, write_manifest
+from shards.store import (ShardError, ShardWriter, pixels_sha256, read_image, read_parts, shard_name, shard_problem,
+                          verify_shards)
 
 
 def _images(n):

@@ -117,8 +117,7 @@ def _missing_modules(name: str) -> list[str]:
 def _in_judge_environment(args: argparse.Namespace, argv: list[str], missing: list[str]) -> int:
     """Run this same import with the judge environment's interpreter (found or built), which has Pillow and
     pyarrow."""
-    from launch.cli import prepare_environments
-    from launch.envs import EnvError
+    from launch.envs import EnvError, prepare_environments
     from shards.config import REPO_ROOT, ConfigError, load_config
 
     config = args.config or os.path.join(REPO_ROOT, "configs", f"{args.name}.yaml")

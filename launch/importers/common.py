@@ -149,8 +149,8 @@ def outside_problems(rows: list[Row], roots: list[str]) -> list[str]:
 def image_problems(rows: list[Row]) -> list[str]:
     """Every image the import would write that the dataset loader would refuse: decoded as it will decode it
     (`shards.images.check_image`), so that an import that succeeds is a dataset the stages take."""
-    from shards.images import ImageError, check_image
     from shards.files import open_regular
+    from shards.images import ImageError, check_image
 
     problems = []
     for row in rows:

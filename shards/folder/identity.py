@@ -21,9 +21,9 @@ import os
 from typing import Any, Iterator
 
 from shards.config import RunConfig
-from shards.journal import PROGRESS_DIR
-from shards.folder.records import FINGERPRINT_SUFFIX, ResumeError, check_fresh, read_record
 from shards.files import atomic_write_json, sha256_file
+from shards.folder.records import FINGERPRINT_SUFFIX, ResumeError, check_fresh, read_record
+from shards.journal import PROGRESS_DIR
 
 # Settings that change how a stage runs, not what it produces: a resumed run may change them freely.
 OPERATIONAL = {

@@ -38,9 +38,9 @@ from typing import Any, Callable
 
 from shards.events import RUN_ID_ENV
 from shards.folder.liveness import (boot_id, command, dies_with, flock_holders, held_on_this_host, start_ticks,
-                             still_runs, this_process)
+                                    still_runs, this_process)
 from shards.folder.lock_record import (LOCK_NAME, SCHEMA_VERSION, LockRecord, create, is_at, make_folder, open_lock,
-                             parse_record, record_json, remove_if_last, replace, try_flock)
+                                       parse_record, record_json, remove_if_last, replace, try_flock)
 from shards.folder.records import ResumeError
 
 ORPHAN_GRACE_S = 45.0     # torchrun gives its ranks 30 s to stop after SIGTERM, then kills them

@@ -18,11 +18,11 @@ import time
 from typing import Any
 
 from shards.events import STAGES
-from shards.journal import PROGRESS_DIR, journal_paths, read_journals
-from shards.store import SHARDS_DIR
-from shards.report.schema import REPORT_NAMES
-from shards.manifest import MANIFEST_NAME
 from shards.files import atomic_write_json
+from shards.journal import PROGRESS_DIR, journal_paths, read_journals
+from shards.manifest import MANIFEST_NAME
+from shards.report.schema import REPORT_NAMES
+from shards.store import SHARDS_DIR
 
 # A value that may be unknown when a run starts (a model folder built on first use, a hub id) and filled in by a
 # later attempt; every other identity value, null included, is compared as it is.

@@ -24,7 +24,7 @@ import time
 from typing import Callable
 
 from shards.folder.liveness import still_runs, this_process
-from shards.folder.lock_record import LockRecord, SCHEMA_VERSION, parse_record, record_json, try_flock
+from shards.folder.lock_record import SCHEMA_VERSION, LockRecord, parse_record, record_json, try_flock
 from shards.folder.records import ResumeError
 
 SEATS_DIR = os.path.join("progress", "nodes")

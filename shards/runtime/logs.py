@@ -16,8 +16,8 @@ import time
 
 from tqdm import tqdm
 
-from shards.runtime.dist import DistState
 from shards.events import CONSOLE_ENV, PROGRESS_MARK
+from shards.runtime.dist import DistState
 
 EVERY_RANK = {"every_rank": True}
 REPORT_GRACE_S = 5.0
@@ -113,9 +113,9 @@ def exit_on_input_error():
     """
     from shards.config import ConfigError
     from shards.dataset import DatasetError
+    from shards.folder.records import ResumeError
     from shards.runtime.device import DeviceError
     from shards.runtime.hub import HubError
-    from shards.folder.records import ResumeError
     from shards.store import ShardError
 
     try:

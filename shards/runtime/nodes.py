@@ -29,11 +29,10 @@ import socket
 from typing import Any
 
 from shards.config import ConfigError, RunConfig, to_dict
-from shards.folder.identity import run_identity
-from shards.runtime.provenance import source_digest, tool_version
-from shards.folder.records import FINGERPRINT_SUFFIX
-from shards.runtime.provenance import package_versions
 from shards.files import sha256_file
+from shards.folder.identity import run_identity
+from shards.folder.records import FINGERPRINT_SUFFIX
+from shards.runtime.provenance import package_versions, source_digest, tool_version
 
 # Dotted setting paths (and everything under them) that may differ from node to node.
 PER_NODE = ("source", "output_dir", "dataset.path", "edit.env", "score.env", "distributed.nproc_per_node",

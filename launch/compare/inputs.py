@@ -114,7 +114,7 @@ def check_report(path: str, report: Any) -> None:
         raise CompareError(f"{path}: expected a JSON object, got {_shown(report)}")
     for key in ("edit_model", "judge_model", "scoring_mode"):
         _field(path, report, "", key, "text")
-    # Reports before the run record have none: compare names their data as not recorded (launch.compare).
+    # Reports before the run record have none: compare names their data as not recorded (launch.compare.cli).
     record = _field(path, report, "", "record", "an object", required=False) or {}
     for key in ("judge", "judging", "dataset"):
         _field(path, record, "record", key, "an object", required=False)

@@ -18,10 +18,11 @@ import os
 import sys
 from typing import Any
 
-from launch.compare_input import CompareError, distinct_folders, load_run  # noqa: F401 (CompareError re-exported)
+from launch.compare.inputs import CompareError, distinct_folders, load_run  # noqa: F401 (CompareError re-exported)
+from shards.files import atomic_write, atomic_write_json
+from shards.report.numbers import interval, number
 from shards.report.page import markdown_cell as cell
 from shards.report.stats import mean, paired_bootstrap, sign_flip_p_value, wins_ties_losses
-from shards.files import atomic_write, atomic_write_json
 
 OUTPUTS = ("compare.json", "compare.md", "compare.html")
 
@@ -165,13 +166,6 @@ def side_by_side(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows.values(), key=lambda r: (r["disagreement"] is None, -(r["disagreement"] or 0), r["id"]))
 
 
-def _f(value: float | None, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-def _ci(interval: list[float] | None, digits: int = 2) -> str:
-    return "–" if interval is None else f"[{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
-
 
 def markdown(result: dict[str, Any]) -> str:
     """compare.md: the leaderboard and the paired table."""
@@ -180,11 +174,11 @@ def markdown(result: dict[str, Any]) -> str:
              "| run | editor | judge | mean over samples | mean over categories | scored | "
              + " | ".join(map(cell, cats)) + " |", "|---|---|---|---:|---:|---:|" + "---:|" * len(cats)]
     for r in result["runs"]:
-        per = " | ".join(f"{_f(r['categories'].get(c, {}).get('mean'))} "
-                         f"{_ci(r['categories'].get(c, {}).get('mean_ci95'))}" for c in cats)
+        per = " | ".join(f"{number(r['categories'].get(c, {}).get('mean'))} "
+                         f"{interval(r['categories'].get(c, {}).get('mean_ci95'))}" for c in cats)
         lines.append(f"| {cell(r['name'])} | {cell(r['editor'])} | {cell(r['judge'])} ({r['scoring_mode']}) | "
-                     f"{_f(r['mean_over_samples'])} {_ci(r['mean_over_samples_ci95'])} | "
-                     f"{_f(r['mean_over_categories'])} {_ci(r['mean_over_categories_ci95'])} | "
+                     f"{number(r['mean_over_samples'])} {interval(r['mean_over_samples_ci95'])} | "
+                     f"{number(r['mean_over_categories'])} {interval(r['mean_over_categories_ci95'])} | "
                      f"{r['counts']['scored']} of {r['counts']['count']} | {per} |")
     lines += ["", "## Paired differences (first minus second, samples both scored)", "",
               "| pair | scope | n | mean difference | 95% CI | p | wins / ties / losses |",
@@ -198,8 +192,8 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {label} | – | 0 | {cell(p['note'])} | | | |")
             continue
         for scope, f in [("all", p["overall"]), *p["categories"].items()]:
-            lines.append(f"| {label} | {cell(scope)} | {f['n']} | {_f(f['mean_difference'])} | "
-                         f"{_ci(f['mean_difference_ci95'], 3)} | {_f(f['p_value'], 4)} | "
+            lines.append(f"| {label} | {cell(scope)} | {f['n']} | {number(f['mean_difference'])} | "
+                         f"{interval(f['mean_difference_ci95'], 3)} | {number(f['p_value'], 4)} | "
                          f"{f['wins']} / {f['ties']} / {f['losses']} |")
         if "warning" in p:
             lines.append(f"\n⚠ {p['a']} − {p['b']}: {p['warning']}\n")
@@ -216,16 +210,16 @@ def unique_names(folders: list[str]) -> list[str]:
         if names.count(name) == 1 and name not in unique:
             unique.append(name)
             continue
-        number = names[:i].count(name) + 1
-        while f"{name} #{number}" in names or f"{name} #{number}" in unique:    # a run named so already ('a #1')
-            number += 1
-        unique.append(f"{name} #{number}")
+        count = names[:i].count(name) + 1
+        while f"{name} #{count}" in names or f"{name} #{count}" in unique:    # a run named so already ('a #1')
+            count += 1
+        unique.append(f"{name} #{count}")
     return unique
 
 
 def main(argv: list[str] | None = None) -> int:
     """Load the runs, compare them, write the three files; returns the exit status."""
-    from launch.compare_page import build_page
+    from launch.compare.page import build_page
 
     parser = argparse.ArgumentParser(prog="python3 -m launch compare", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="output folders of scored runs")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shards.report.numbers import interval, number
 from shards.report.page import document, escape
 
 STYLE = """
@@ -40,12 +41,9 @@ document.body.dataset.ready = "true";
 """
 
 
-def _f(value: float | None, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-def _ci(interval: list[float] | None, digits: int = 2) -> str:
-    return "" if interval is None else f" [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
+def _ci(bounds: list[float] | None, digits: int = 2) -> str:
+    """An interval after its mean, or nothing when there is none."""
+    return "" if bounds is None else " " + interval(bounds, digits)
 
 
 def build_page(result: dict[str, Any], runs: dict[str, dict[str, Any]]) -> str:
@@ -62,10 +60,10 @@ def _leaderboard(result: dict[str, Any]) -> str:
     rows = "".join(
         f"<tr><td>{escape(r['name'])}</td><td class=\"text\">{escape(r['editor'])}</td>"
         f"<td class=\"text\">{escape(r['judge'])} ({escape(r['scoring_mode'])})</td>"
-        f"<td>{_f(r['mean_over_samples'])}{_ci(r['mean_over_samples_ci95'])}</td>"
-        f"<td>{_f(r['mean_over_categories'])}{_ci(r['mean_over_categories_ci95'])}</td>"
+        f"<td>{number(r['mean_over_samples'])}{_ci(r['mean_over_samples_ci95'])}</td>"
+        f"<td>{number(r['mean_over_categories'])}{_ci(r['mean_over_categories_ci95'])}</td>"
         f"<td>{r['counts']['scored']} of {r['counts']['count']}</td>"
-        + "".join(f"<td>{_f(r['categories'].get(c, {}).get('mean'))}{_ci(r['categories'].get(c, {}).get('mean_ci95'))}"
+        + "".join(f"<td>{number(r['categories'].get(c, {}).get('mean'))}{_ci(r['categories'].get(c, {}).get('mean_ci95'))}"
                   f"</td>" for c in cats) + "</tr>" for r in result["runs"])
     return ('<section id="leaderboard"><h2>Leaderboard (means with 95% bootstrap intervals)</h2><table><tr>'
             "<th>run</th><th>editor</th><th>judge</th><th>mean over samples</th><th>mean over categories</th>"
@@ -90,8 +88,8 @@ def _pairs(result: dict[str, Any]) -> str:
             if "warning" in p else ""
         for scope, f in [("all", p["overall"]), *p["categories"].items()]:
             rows.append(f'<tr class="pair" data-scope="{escape(scope)}"><td>{label}{warn}</td><td>{escape(scope)}'
-                        f"</td><td>{f['n']}</td><td>{_f(f['mean_difference'])}</td>"
-                        f"<td>{_ci(f['mean_difference_ci95'], 3) or '–'}</td><td>{_f(f['p_value'], 4)}</td>"
+                        f"</td><td>{f['n']}</td><td>{number(f['mean_difference'])}</td>"
+                        f"<td>{interval(f['mean_difference_ci95'], 3)}</td><td>{number(f['p_value'], 4)}</td>"
                         f"<td>{f['wins']} / {f['ties']} / {f['losses']}</td></tr>")
     return ('<section id="pairs"><h2>Paired differences (first minus second, samples both scored)</h2><table><tr>'
             "<th>pair</th><th>scope</th><th>n</th><th>mean difference</th><th>95% CI</th><th>p (sign flip)</th>"
@@ -116,11 +114,11 @@ def _row(sample: dict[str, Any], runs: dict[str, dict[str, Any]]) -> str:
                      if r["thumbnails"].get(sample["id"], {}).get("original")), None)
     values = [v for v in sample["scores"].values() if v is not None]
     top = max(values) if values else None
-    edits = "".join(_img(runs[name]["thumbnails"].get(sample["id"], {}).get("edited"), f"{name}: {_f(score, 2)}",
+    edits = "".join(_img(runs[name]["thumbnails"].get(sample["id"], {}).get("edited"), f"{name}: {number(score, 2)}",
                          score is not None and score == top and len(values) > 1)
                     for name, score in sample["scores"].items())
     return (f'<article class="row" data-category="{escape(sample["category"])}" '
-            f'data-disagreement="{_f(sample["disagreement"])}"><div><code>{escape(sample["id"])}</code> '
+            f'data-disagreement="{number(sample["disagreement"])}"><div><code>{escape(sample["id"])}</code> '
             f'<span>{escape(sample["category"])}</span> — {escape(sample["instruction"] or "")} '
-            f'(disagreement {_f(sample["disagreement"], 2)})</div><div class="strip">{_img(original, "original")}'
+            f'(disagreement {number(sample["disagreement"], 2)})</div><div class="strip">{_img(original, "original")}'
             f"{edits}</div></article>")
