@@ -22,8 +22,8 @@ import torch
 from edit_stage.manifest import build_manifest
 from edit_stage.plan import Plan, edited_entries, resume_point
 from shards.brought_edits import edits_identity, find_edits
-from shards.config import load_config, overrides_from_args, prompt_fields, stage_argument_parser
-from shards.dataset import DatasetError, check_images, list_problems, load_dataset, open_image, select_samples
+from shards.config import load_config, overrides_from_args, stage_argument_parser
+from shards.dataset import DatasetError, checked_run_samples, list_problems, open_image
 from shards.files import sha256_file
 from shards.folder.identity import check_resumable
 from shards.folder.lock import release, take_for_stage
@@ -61,12 +61,10 @@ def check_edits(edits: dict[str, str]) -> None:
 
 def plan_import(config, source: str, restart_requested: bool):
     """The selected samples, their originals checked, their edits found and decoded, the folder checked."""
-    every = load_dataset(config.dataset.path, categories=prompt_fields(config), allow_missing_images=True)
-    samples = select_samples(every, config.dataset.categories, config.dataset.limit,
-                             where=config.dataset.where)
-    images = check_images(samples, config.dataset.path, skip_unreadable=config.dataset.skip_unreadable_images)
+    dataset, images = checked_run_samples(config)
+    samples = dataset.selected
     usable = [s.id for s in samples if s.id not in images.failed]
-    found = find_edits(source, usable, [s.id for s in every])
+    found = find_edits(source, usable, [s.id for s in dataset.every])
     identity = edits_identity(source, found, sha256_file(config.dataset.path))
     edits = {i: found[i] for i in usable}
     check_edits(edits)

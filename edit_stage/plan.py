@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edit_stage.speed import check_speed
-from shards.config import RunConfig, prompt_fields
-from shards.dataset import ImageCheck, Sample, check_images, load_dataset, select_samples
+from shards.config import RunConfig
+from shards.dataset import ImageCheck, Sample, checked_run_samples
 from shards.folder.identity import check_resumable
 from shards.folder.records import ResumeError, check_restartable, restart
 from shards.runtime.dist import DistState, barrier, map_in_parallel
@@ -31,12 +31,9 @@ class Plan:
 
 def plan_run(config: RunConfig, restart_requested: bool) -> Plan:
     """Validate the dataset and every selected image, and refuse an output folder of a different run."""
-    # Missing images pass the line checks here so that check_images reports them with the undecodable ones.
-    samples = load_dataset(config.dataset.path, categories=prompt_fields(config), allow_missing_images=True)
-    samples = select_samples(samples, config.dataset.categories, config.dataset.limit,
-                             where=config.dataset.where)
     check_speed(config.edit, config.source)
-    images = check_images(samples, config.dataset.path, skip_unreadable=config.dataset.skip_unreadable_images)
+    found, images = checked_run_samples(config)
+    samples = found.selected
     if restart_requested:
         check_restartable(config.output_dir, "edit")    # every rank refuses alike, before rank 0 removes anything
         return Plan(samples=samples, images=images, notes=[])

@@ -20,8 +20,11 @@ from launch.console import Console
 from launch.envs import EnvError, describe_env, prepare_environments
 from launch.rollcall import roll_call
 from launch.stages import Rendezvous, StageFailed, run_jobs, start_job, torchrun_command
+from shards.config import ConfigError, load_config, overrides_from_args
+from shards.dataset import DatasetError, run_samples
 from shards.events import CONSOLE_ENV, RUN_ID_ENV, STAGES, Terminated, raise_terminated
 from shards.folder.lock import acquire, new_run_id, release
+from shards.folder.records import ResumeError
 from shards.folder.seats import leave_seat, take_seat
 
 
@@ -71,23 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     # see start_job) would run on until they died of a broken pipe.
     signal.signal(signal.SIGTERM, raise_terminated)
     try:
-        from shards.config import ConfigError, load_config, overrides_from_args, prompt_fields
-        from shards.dataset import DatasetError, load_dataset, select_samples
-        from shards.folder.records import ResumeError
-    except ImportError as e:
-        print(f"error: the launcher needs PyYAML in this Python ({sys.executable}): {e}", file=sys.stderr)
-        return 2
-    try:
         check_launch_args(args)
         overrides = overrides_from_args(args)
         if args.nproc_per_node is not None:
             overrides["distributed.nproc_per_node"] = args.nproc_per_node
         config = load_config(args.config, overrides)
         split_ranks(config.distributed.nproc_per_node, args.judge_gpus)
-        samples = load_dataset(config.dataset.path, categories=prompt_fields(config),
-                               allow_missing_images=config.dataset.skip_unreadable_images)
-        selected = select_samples(samples, config.dataset.categories, config.dataset.limit,
-                                  where=config.dataset.where)
+        found = run_samples(config, allow_missing_images=config.dataset.skip_unreadable_images)
+        samples, selected = found.every, found.selected
         rendezvous = Rendezvous(args.nnodes, args.node_rank, args.rdzv_endpoint,
                                 args.rdzv_id or default_run_id(config.output_dir),
                                 config.distributed.rendezvous_timeout_s)
@@ -116,8 +110,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def check_launch_args(args: argparse.Namespace) -> None:
     """Refuse option combinations that cannot work, before anything is read."""
-    from shards.config import ConfigError
-
     if args.nnodes < 1:
         raise ConfigError(f"--nnodes {args.nnodes}: must be at least 1")
     if args.nnodes > 1 and not args.rdzv_endpoint:
@@ -240,8 +232,6 @@ def split_ranks(nproc: int, judge_gpus: int | None) -> dict[str, int]:
     if not judge_gpus:
         return {"edit": nproc, "score": nproc}
     if judge_gpus >= nproc:
-        from shards.config import ConfigError
-
         raise ConfigError(f"--judge-gpus {judge_gpus}: leave at least one of the node's {nproc} GPUs (ranks) "
                           "to the edit stage")
     return {"edit": nproc - judge_gpus, "score": judge_gpus}

@@ -18,8 +18,8 @@ import time
 from typing import Any
 
 from score_stage.worker import Judging, chunked, original_problem, recorded_judgements
-from shards.config import RunConfig, prompt_fields
-from shards.dataset import check_images, load_dataset, select_samples
+from shards.config import RunConfig
+from shards.dataset import checked_run_samples
 from shards.manifest import MANIFEST_NAME, read_manifest
 from shards.runtime.dist import DistState, all_gather_json
 from shards.store import ShardError, read_parts, shard_problem
@@ -30,10 +30,8 @@ POLL_S = 2.0
 def expected_samples(config: RunConfig) -> list[str]:
     """The ids the edit stage will record as edited, in dataset order: the selected samples whose original image
     can be read (the others it records as failed)."""
-    every = load_dataset(config.dataset.path, categories=prompt_fields(config), allow_missing_images=True)
-    samples = select_samples(every, config.dataset.categories, config.dataset.limit, where=config.dataset.where)
-    failed = check_images(samples, config.dataset.path, skip_unreadable=config.dataset.skip_unreadable_images).failed
-    return [s.id for s in samples if s.id not in failed]
+    found, images = checked_run_samples(config)
+    return [s.id for s in found.selected if s.id not in images.failed]
 
 
 class Folder:

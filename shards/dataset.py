@@ -251,6 +251,47 @@ def select_samples(samples: Sequence[Any], categories: Sequence[str] | None, lim
     return chosen if limit is None else chosen[:limit]
 
 
+@dataclass(frozen=True)
+class RunSamples:
+    """The dataset as one run sees it."""
+
+    every: list[Sample]
+    """Every sample of the dataset, each line checked (brought edits may name any of them)."""
+    selected: list[Sample]
+    """The samples the run works on (the config's categories, fields and limit), in dataset order."""
+
+
+def run_samples(config, *, allow_missing_images: bool = True) -> RunSamples:
+    """The dataset of `config` (a `shards.config.RunConfig`), checked against its judge prompts, and the samples
+    it selects: the one selection the launcher and both stages make.
+
+    Args:
+        allow_missing_images: Let a missing image pass the line checks (the stages' `check_images` then reports it
+            with the undecodable ones); the launcher refuses one at once unless the config skips unreadable images.
+
+    Raises:
+        DatasetError: naming every bad line.
+    """
+    from shards.config import prompt_fields
+
+    every = load_dataset(config.dataset.path, categories=prompt_fields(config),
+                         allow_missing_images=allow_missing_images)
+    return RunSamples(every=every, selected=select_samples(every, config.dataset.categories, config.dataset.limit,
+                                                           where=config.dataset.where))
+
+
+def checked_run_samples(config) -> tuple[RunSamples, ImageCheck]:
+    """`run_samples`, and every selected image decoded and hashed (Pillow), before any model loads: what a stage
+    starts from.
+
+    Raises:
+        DatasetError: naming every bad line, and each image that cannot be used (unless the config skips them).
+    """
+    found = run_samples(config)
+    return found, check_images(found.selected, config.dataset.path,
+                               skip_unreadable=config.dataset.skip_unreadable_images)
+
+
 def derive_seed(base_seed: int, sample_id: str) -> int:
     """A 63-bit seed from the base seed and the sample id: the same on any rank and any world size."""
     digest = hashlib.sha256(f"{base_seed}:{sample_id}".encode()).digest()
