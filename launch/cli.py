@@ -20,7 +20,7 @@ from launch.console import Console
 from launch.envs import EnvError, describe_env, prepare_environments
 from launch.rollcall import roll_call
 from launch.stages import Rendezvous, StageFailed, run_jobs, start_job, torchrun_command
-from shards.config import ConfigError, load_config, overrides_from_args
+from shards.config import ConfigError, add_run_arguments, load_config, overrides_from_args, run_arguments
 from shards.dataset import DatasetError, run_samples
 from shards.events import CONSOLE_ENV, RUN_ID_ENV, STAGES, Terminated, raise_terminated
 from shards.folder.lock import acquire, new_run_id, release
@@ -30,14 +30,8 @@ from shards.folder.seats import leave_seat, take_seat
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="launch", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, help="run config (YAML)")
-    parser.add_argument("--output-dir", help="output folder (default: the config's output_dir)")
+    add_run_arguments(parser)
     parser.add_argument("--nproc-per-node", type=int, help="ranks per stage (default: the config's)")
-    parser.add_argument("--categories", nargs="+", help="run only these categories")
-    parser.add_argument("--limit", type=int, help="run only the first N selected samples")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
-                        help="set a config key for this run in both stages, e.g. --set score.mode=generate "
-                             "(repeatable; the value is read as YAML)")
     parser.add_argument("--prepare-only", action="store_true",
                         help="create the stage environments, then stop (nothing is edited or judged)")
     parser.add_argument("--edits", metavar="SOURCE",
@@ -184,13 +178,7 @@ def check_output_folder(config, restart: str | None, edits: str | None, samples:
 def run_both(config, pythons: dict[str, str], args: argparse.Namespace, rendezvous: Rendezvous, run_id: str) -> None:
     """The edit job (or the import of brought edits), then the score job on its output, each with its own
     interpreter; with `--judge-gpus K`, both at once, the judge on K GPUs following the edits as they land."""
-    stage_args = ["--config", config.source, "--output-dir", config.output_dir]
-    if args.categories:
-        stage_args += ["--categories", *args.categories]
-    if args.limit is not None:
-        stage_args += ["--limit", str(args.limit)]
-    for setting in args.settings:
-        stage_args += ["--set", setting]
+    stage_args = run_arguments(args, config)
     logs = os.path.join(config.output_dir, "logs")
     os.makedirs(logs, exist_ok=True)
     node = f"node{args.node_rank if args.node_rank is not None else socket.gethostname()}"

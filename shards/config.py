@@ -65,16 +65,31 @@ def to_dict(config: RunConfig) -> dict[str, Any]:
     return data
 
 
-def stage_argument_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """The command line both stages share; its flags override the config and are recorded with it."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags the launcher and both stages share (the launcher passes them on to its stages as given): they
+    override the config (`overrides_from_args`) and are recorded with it."""
     parser.add_argument("--config", required=True, help="run config (YAML)")
     parser.add_argument("--output-dir", help="output folder (default: the config's output_dir)")
-    parser.add_argument("--categories", nargs="+", help="only these categories")
-    parser.add_argument("--limit", type=int, help="only the first N selected samples")
+    parser.add_argument("--categories", nargs="+", help="run only these categories")
+    parser.add_argument("--limit", type=int, help="run only the first N selected samples")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
                         help="set a config key for this run, e.g. --set score.mode=generate (repeatable; the value "
                              "is read as YAML)")
+
+
+def run_arguments(args: argparse.Namespace, config: RunConfig) -> list[str]:
+    """`add_run_arguments`' flags as given, for a stage the launcher starts: the config by its path, and the output
+    folder resolved."""
+    argv = ["--config", config.source, "--output-dir", config.output_dir]
+    argv += ["--categories", *args.categories] if args.categories else []
+    argv += ["--limit", str(args.limit)] if args.limit is not None else []
+    return argv + [item for setting in args.settings for item in ("--set", setting)]
+
+
+def stage_argument_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The command line both stages share: the run's flags, and `--restart` of this stage."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_run_arguments(parser)
     parser.add_argument("--restart", action="store_true",
                         help="discard this stage's work in the output folder (and what was computed from it) "
                              "and start over, instead of resuming")
