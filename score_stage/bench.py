@@ -5,7 +5,7 @@
 
 Builds Qwen3-VL-30B-A3B with random weights on the device in bf16 (the published config in `configs/arch/`;
 `--layers N` keeps N text and vision layers at real width, all 128 experts), in a child process that saves it;
-or takes a checkpoint with `--model`. Then loads it with the stage's own `Judge` (load time, peak host RSS), and
+or takes a checkpoint with `--model`. Then loads it with the stage's own `InProcessJudge` (load time, peak host RSS), and
 asks it about `--images` queries, each showing an original and an edited picture as the real config's reasoning
 dimension does, `--batch-size` at a time: once in `expected` mode (two forward passes per batch) and once in
 `generate` mode (greedy, up to `--max-new-tokens`; a random judge never stops early, so this is the longest
@@ -25,7 +25,7 @@ import time
 import torch
 from PIL import Image, ImageDraw
 
-from score_stage.judges.in_process import Judge
+from score_stage.judges.in_process import InProcessJudge
 from shards.config import Dimension, ScoreConfig
 from shards.runtime.device import DTYPES
 from shards.runtime.measure import bench_device, build_in_child, host_memory, sync, write_figures
@@ -79,7 +79,7 @@ def queries(count: int, side: int) -> list[tuple[dict, Dimension, list[Image.Ima
     return made
 
 
-def run_mode(judge: Judge, work: list, batch_size: int, device: torch.device) -> dict:
+def run_mode(judge: InProcessJudge, work: list, batch_size: int, device: torch.device) -> dict:
     """One warm-up batch, then every query in batches: seconds per judged image, peak GPU memory."""
     judge.ask(work[:batch_size])
     if device.type == "cuda":
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         before = host_memory()
         sync(device)
         start = time.perf_counter()
-        judge = Judge(cfg, device)
+        judge = InProcessJudge(cfg, device)
         with torch.inference_mode():  # every weight read once, as a GPU load does (on the CPU: mapped pages in)
             for tensor in judge.model.state_dict().values():
                 tensor.sum()

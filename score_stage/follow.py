@@ -17,7 +17,7 @@ import os
 import time
 from typing import Any
 
-from score_stage.worker import Judging, chunked, original_problem, recorded_judgements
+from score_stage.worker import JudgeWorker, chunked, original_problem, recorded_judgements
 from shards.config import RunConfig
 from shards.dataset import checked_run_samples
 from shards.manifest import MANIFEST_NAME, read_manifest
@@ -76,7 +76,7 @@ def follow_edits(config: RunConfig, state: DistState, log) -> tuple[dict[str, An
     log.info("following the edits: %d samples expected, %d judged before, %d to judge in %d chunks as their "
              "shard parts land", len(expected), len(before), len(todo), len(chunks))
     root = os.path.dirname(config.dataset.path)
-    judging = Judging(config, root, state, len(todo), log)
+    judging = JudgeWorker(config, root, state, len(todo), log)
     dispatched, done, rounds = set(), False, 0
     while not done or len(dispatched) < len(chunks):
         news = {"ready": [], "done": False, "entries": {}}

@@ -68,16 +68,16 @@ def recorded_judgements(config: RunConfig, pixels: dict[str, str], log) -> dict[
     return judged
 
 
-class Judging:
+class JudgeWorker:
     """This rank's judge, loaded once (the checkpoint fetched once per cache), and its journal."""
 
     def __init__(self, config: RunConfig, root: str, state: DistState, total: int, log):
-        from score_stage.judges.in_process import Judge
+        from score_stage.judges.in_process import InProcessJudge
 
         self.config, self.root, self.state, self.log = config, root, state, log
         start = time.perf_counter()
         model = fetch_once(config.score.model, state, config.distributed.shared_hub_cache, log, "judge")
-        self.judge = Judge(dataclasses.replace(config.score, model=model), state.device)
+        self.judge = InProcessJudge(dataclasses.replace(config.score, model=model), state.device)
         self.load_s, self.busy_s, self.results = time.perf_counter() - start, 0.0, []
         self.journal = JournalWriter(journal_path(config.output_dir, "score", state.rank, state.world_size))
         self.bar = progress(state, "score", "judged", total)

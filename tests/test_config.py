@@ -295,7 +295,7 @@ def test_a_template_that_would_fail_when_a_prompt_is_made_is_refused_at_load(tmp
 
 
 def test_conversions_and_bounded_format_specs_on_text_are_accepted(tmp_path):
-    from score_stage.judges.in_process import template_fields
+    from score_stage.chat import template_fields
 
     template = "{id!r} {category:>12} {instruction:.300} {description!s:^20} {extra[answer]!a}. Score: X"
     config = load_config(write_config(tmp_path, {TEMPLATE_KEY: template}))

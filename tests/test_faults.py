@@ -77,7 +77,7 @@ def test_kill_9_of_a_rank_mid_score_loses_no_recorded_judgement_and_resumes_on_1
     # Rank 1 is killed as it starts its 2nd batch of 2 queries (which samples it had taken from the shared queue
     # depends on timing): what its 1st batch judged must be recorded.
     first = torchrun(pythons["score"], "score_stage", 2, args,
-                     env=fault("score_stage.judges.in_process:Judge.ask", 1, "kill", call=2))
+                     env=fault("score_stage.judges.in_process:InProcessJudge.ask", 1, "kill", call=2))
     assert first.returncode != 0 and "Signal 9 (SIGKILL)" in _output(first)
     logged = _by_rank(JUDGED, _output(first))
     recorded = [r["id"] for r in read_journals(journal_paths(out, "score")).records]
@@ -175,7 +175,7 @@ def test_an_exception_on_rank_1_ends_the_job_within_seconds_naming_stage_rank_an
 def test_a_score_batch_out_of_memory_is_retried_at_half_size(pythons, demo_run, tmp_path):
     config, out = demo_run[0], copy_run(demo_run[1], str(tmp_path / "run"), scores=False)
     done = torchrun(pythons["score"], "score_stage", 2, ["--config", config, "--output-dir", out],
-                    env=fault("score_stage.judges.in_process:Judge.ask", 0, "oom", batch_arg=1, max_batch=1))
+                    env=fault("score_stage.judges.in_process:InProcessJudge.ask", 0, "oom", batch_arg=1, max_batch=1))
     assert done.returncode == 0, _output(done)
     assert "[score r0/2] out of GPU memory judging 2 queries at once; retrying with batch size 1" in _output(done)
     _exactly_once([s["id"] for s in _report(out)["samples"]])
@@ -263,7 +263,7 @@ def test_a_resume_after_the_judges_weights_were_replaced_by_same_size_weights_is
     args = ["--config", config, "--output-dir", out]
     # Killed after its first judgement: the resume must not add nine judgements of other weights to it.
     first = torchrun(pythons["score"], "score_stage", 1, args,
-                     env=fault("score_stage.judges.in_process:Judge.ask", 0, "kill", call=2))
+                     env=fault("score_stage.judges.in_process:InProcessJudge.ask", 0, "kill", call=2))
     assert first.returncode != 0 and len(read_journals(journal_paths(out, "score")).records) == 1
     (weights,) = [os.path.join(d, f) for d, _, files in os.walk(judge) for f in files if f.endswith(".safetensors")]
     size, tensors = os.path.getsize(weights), load_file(weights)

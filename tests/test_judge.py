@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from conftest import run_module, write_config
-from score_stage.judges.in_process import Judge, check_prefill, conversation, digit_token_ids
+from score_stage.chat import conversation
+from score_stage.judges.in_process import InProcessJudge, check_prefill, digit_token_ids
 from shards.config import load_config
 
 
@@ -26,7 +27,7 @@ def judge_config(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def judge(judge_config):
-    return Judge(judge_config, torch.device("cpu"))
+    return InProcessJudge(judge_config, torch.device("cpu"))
 
 
 def _entry(sample_id, category="物理"):
@@ -114,7 +115,7 @@ def _forward_passes(judge, queries):
 def test_expected_mode_makes_two_forward_passes_a_batch_generate_up_to_max_new_tokens(judge_config, judge):
     queries = _queries(judge.cfg)
     expected_passes, expected_s, _ = _forward_passes(judge, queries)
-    generating = Judge(dataclasses.replace(judge_config, mode="generate"), torch.device("cpu"))
+    generating = InProcessJudge(dataclasses.replace(judge_config, mode="generate"), torch.device("cpu"))
     generate_passes, generate_s, answers = _forward_passes(generating, queries)
     assert expected_passes == 2
     assert 1 <= generate_passes <= judge_config.max_new_tokens and all("response" in a for a in answers)

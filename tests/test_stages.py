@@ -157,7 +157,7 @@ def test_work_flows_to_the_idle_rank_when_one_rank_is_slow(pythons, demo_run, tm
 def test_the_score_stage_shares_its_work_the_same_way(pythons, demo_run, tmp_path):
     out = copy_run(demo_run[1], str(tmp_path / "run"), scores=False)
     done = torchrun(pythons["score"], "score_stage", 2, ["--config", demo_run[0], "--output-dir", out],
-                    env=fault("score_stage.judges.in_process:Judge.ask", 1, "slow", seconds=3.0))
+                    env=fault("score_stage.judges.in_process:InProcessJudge.ask", 1, "slow", seconds=3.0))
     assert done.returncode == 0, done.stdout + done.stderr
     with open(os.path.join(out, "report.json"), encoding="utf-8") as f:
         report = json.load(f)

@@ -14,15 +14,14 @@ import transformers
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor, LogitsProcessor, LogitsProcessorList
 
+from score_stage.chat import conversation
 from score_stage.parsing import extract_score
 from score_stage.scoring import expected_score, score_distribution
 from shards.config import Dimension, ScoreConfig
 from shards.runtime.device import DTYPES
 
-PICTURE_LABELS = ("First picture (the original image):\n", "\nSecond picture (the edited image):\n")
 
-
-class Judge:
+class InProcessJudge:
     """One rank's judge: the model on this rank's device, its processor, and the settings that read a score."""
 
     def __init__(self, cfg: ScoreConfig, device: torch.device):
@@ -80,34 +79,6 @@ def check_prefill(processor, answer_prefix: str) -> None:
     if not text.endswith(answer_prefix):
         raise ValueError(f"the judge's chat template does not end a continued answer with {answer_prefix!r} "
                          f"(it ends with {text[-len(answer_prefix) - 10:]!r}); expected mode cannot read the score")
-
-
-def template_fields(entry: dict[str, Any]) -> dict[str, Any]:
-    """The values a user prompt template may use (a missing description becomes an empty string; the sample's
-    other fields are under `extra`, checked when the dataset loads)."""
-    return {"id": entry["id"], "category": entry["category"], "instruction": entry["instruction"],
-            "description": entry.get("description") or "", "extra": entry.get("extra") or {}}
-
-
-def conversation(dimension: Dimension, entry: dict[str, Any], images: list[Image.Image],
-                 answer_prefix: str | None = None) -> list[dict[str, Any]]:
-    """The chat for one query. Two images are labelled as the first (original) and second (edited) picture.
-
-    The system content is a list of text parts, as Qwen3-VL's template requires. With `answer_prefix`, the
-    assistant's answer is begun with it, to be continued by the model.
-    """
-    user = dimension.user_prompt_template.format(**template_fields(entry))
-    if len(images) == 2:
-        content = [part for label, image in zip(PICTURE_LABELS, images)
-                   for part in ({"type": "text", "text": label}, {"type": "image", "image": image})]
-        content.append({"type": "text", "text": "\n" + user})
-    else:
-        content = [{"type": "image", "image": images[0]}, {"type": "text", "text": user}]
-    chat = [{"role": "system", "content": [{"type": "text", "text": dimension.system_prompt}]},
-            {"role": "user", "content": content}]
-    if answer_prefix is not None:
-        chat.append({"role": "assistant", "content": [{"type": "text", "text": answer_prefix}]})
-    return chat
 
 
 def _inputs(processor, conversations: list[list[dict]], model, **template_options):

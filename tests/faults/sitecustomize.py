@@ -29,7 +29,7 @@ _SPEC = os.environ.get("EDIT_BENCH_FAULT")
 
 def _install(spec: dict) -> None:
     module_name, path = spec["target"].split(":")
-    *owners, name = path.split(".")            # "score_stage.judges.in_process:Judge.ask" wraps a method
+    *owners, name = path.split(".")            # "score_stage.judges.in_process:InProcessJudge.ask" wraps a method
     owner = importlib.import_module(module_name)
     for attribute in owners:
         owner = getattr(owner, attribute)
