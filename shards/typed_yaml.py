@@ -32,7 +32,11 @@ def load_yaml(stream: Any) -> Any:
     import yaml
 
     try:
-        return yaml.load(stream, Loader=_keys_as_written_loader())
+        loader = _keys_as_written_loader()(stream)     # what yaml.safe_load does, with our loader
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
     except RecursionError:
         raise yaml.YAMLError("nested too deep for the YAML parser") from None
 

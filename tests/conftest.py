@@ -99,6 +99,22 @@ def demo_run(pythons, tmp_path_factory) -> tuple[str, str]:
     return config, out
 
 
+PACKAGES = ("launch", "edit_stage", "score_stage", "shards")
+
+
+def project_sources() -> list[tuple[str, str]]:
+    """(path relative to the repository, text) of every Python file of the four packages, sub-packages included."""
+    found = []
+    for package in PACKAGES:
+        for folder, subfolders, names in os.walk(os.path.join(REPO, package)):
+            subfolders[:] = sorted(d for d in subfolders if d != "__pycache__")
+            for name in sorted(n for n in names if n.endswith(".py")):
+                path = os.path.join(folder, name)
+                with open(path, encoding="utf-8") as f:
+                    found.append((os.path.relpath(path, REPO), f.read()))
+    return found
+
+
 def base_python() -> str:
     """The interpreter this suite's venv was made from: the launcher must run with no stage environment."""
     return getattr(sys, "_base_executable", sys.executable)

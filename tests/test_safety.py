@@ -5,19 +5,13 @@ import os
 
 import pytest
 
-from conftest import DEMO_CONFIG, REPO
+from conftest import DEMO_CONFIG, project_sources
 from shards.config import load_config
-
-PACKAGES = ("launch", "edit_stage", "score_stage", "shards")
 
 
 def _sources():
-    for package in PACKAGES:
-        for name in sorted(os.listdir(os.path.join(REPO, package))):
-            if name.endswith(".py"):
-                path = os.path.join(REPO, package, name)
-                with open(path, encoding="utf-8") as f:
-                    yield os.path.relpath(path, REPO), ast.parse(f.read())
+    for path, text in project_sources():
+        yield path, ast.parse(text)
 
 
 def _calls(tree):
