@@ -1,7 +1,6 @@
 """Nothing unsafe by default: no pickle, safe YAML, no remote code, safetensors-only weights."""
 
 import ast
-import os
 
 import pytest
 
