@@ -22,7 +22,7 @@ import sys
 import tempfile
 import tomllib
 
-from shards.config import REPO_ROOT
+from shards.config import REPO_ROOT, environment_name
 
 LOCKS_DIR = os.path.join(REPO_ROOT, "configs", "locks")
 PROJECT = "qwen-edit-bench"
@@ -33,10 +33,7 @@ class LockError(RuntimeError):
 
 
 def lock_path(extras: list[str], torch_index: str | None) -> str:
-    name = "+".join(sorted(extras)) or "base"
-    if torch_index:
-        name += "@" + torch_index.rstrip("/").rsplit("/", 1)[-1]
-    return os.path.join(LOCKS_DIR, f"{name}.txt")
+    return os.path.join(LOCKS_DIR, f"{environment_name(extras, torch_index)}.txt")
 
 
 def requirements_digest(requirements: list[str], torch_index: str | None) -> str:

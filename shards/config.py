@@ -125,7 +125,7 @@ def _check(config: RunConfig) -> None:
         if len(chosen) > 1:
             raise ConfigError(f"{where(src, stage + '.env')}: set only one of python, conda, venv (got {chosen})")
         for key in ("extras", "torch_index"):
-            if getattr(env, key) and not env.venv:
+            if getattr(env, key) and (env.python or env.conda):
                 raise ConfigError(f"{where(src, f'{stage}.env.{key}')}: only used when the launcher builds a venv")
     if edit.num_inference_steps < 2:
         raise ConfigError(f"{where(src, 'edit.num_inference_steps')}: must be at least 2 (1 step gives NaN images)")
@@ -197,6 +197,14 @@ def _check_prompts(config: RunConfig) -> RunConfig:
                     "(score.answer_prefix, then X for the score), which both scoring modes read")
         normalized[category] = CategoryPrompts(dimensions=dimensions, combine=prompts.combine or "mean")
     return dataclasses.replace(config, score=dataclasses.replace(config.score, prompts=normalized))
+
+
+def environment_name(extras: list[str], torch_index: str | None) -> str:
+    """What an environment built from these extras is called: its venv's folder under `.envs/` when the config
+    names none, and its lock file (`score+test`, `edit@cu126`). Two configs share a venv only when they install
+    the same things, so one never rebuilds another's."""
+    name = "+".join(sorted(extras)) or "base"
+    return name + ("@" + torch_index.rstrip("/").rsplit("/", 1)[-1] if torch_index else "")
 
 
 def template_names(template: str) -> list[str]:
@@ -289,7 +297,9 @@ def _resolve_paths(config: RunConfig) -> RunConfig:
 
     def env(e: Environment, stage: str) -> Environment:
         if not (e.python or e.conda or e.venv):
-            return Environment(venv=os.path.join(REPO_ROOT, ".envs", stage), extras=[stage])
+            extras = e.extras or [stage]
+            return dataclasses.replace(e, venv=os.path.join(REPO_ROOT, ".envs", environment_name(extras, e.torch_index)),
+                                       extras=extras)
         python = path(e.python) if e.python and os.sep in e.python else e.python
         return dataclasses.replace(e, python=python, venv=path(e.venv) if e.venv else None)
 

@@ -22,7 +22,9 @@ TEMPLATE_FIELDS = ("id", "category", "instruction", "description", "extra")
 class Environment:
     """Where a stage's Python interpreter comes from: at most one of `python`, `conda`, `venv`.
 
-    With none set, the stage gets a venv at `.envs/<stage>` in the repository with the `<stage>` extra.
+    With none set, the launcher builds a venv in the repository named by what it installs: `.envs/<stage>` with
+    the `<stage>` extra, or `.envs/score+test` for `extras: [score, test]` (`shards.config.environment_name`), so
+    that configs installing different things never share, and rebuild, one venv.
     """
 
     python: str | None = None
@@ -32,9 +34,10 @@ class Environment:
     venv: str | None = None
     """Folder of a virtual environment the launcher creates with venv + pip on first use."""
     extras: list[str] = field(default_factory=list)
-    """Extras of this project installed into `venv`; their pinned requirements live in pyproject.toml."""
+    """Extras of this project installed into the venv (default: the stage's own); their pinned requirements live
+    in pyproject.toml."""
     torch_index: str | None = None
-    """`venv` only: an extra package index for the PyTorch build, e.g. https://download.pytorch.org/whl/cu128 or
+    """The launcher's venv only: an extra package index for the PyTorch build, e.g. https://download.pytorch.org/whl/cu128 or
     .../cu126. PyPI's torch 2.14.1 is built for CUDA 13.0 and needs an NVIDIA driver of the 580 series or newer;
     the same version built for CUDA 12.8 or 12.6 runs on older drivers (None: PyPI's build)."""
 

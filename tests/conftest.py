@@ -1,7 +1,7 @@
 """Shared fixtures: the demo config, configs written with changes, and the two stage interpreters.
 
-The suite runs in the judge environment (`.envs/score`); anything that needs the edit environment runs in a
-subprocess with that environment's interpreter, exactly as the launcher runs it.
+The suite runs in the judge environment with the test extra (`.envs/score+test`); anything that needs the edit
+environment runs in a subprocess with that environment's interpreter, exactly as the launcher runs it.
 """
 
 from __future__ import annotations

@@ -39,6 +39,15 @@ def test_real_config_is_valid_and_uses_the_official_settings():
     assert config.score.env.venv == os.path.join(REPO, ".envs", "score")
 
 
+def test_configs_that_install_different_extras_never_share_a_venv():
+    # The demo's judge venv has the test extra; a real config's does not. Sharing one folder made each rebuild it
+    # in turn (minutes each time) whenever a user ran the tests after a real run, or the other way round.
+    demo, real = load_config(DEMO_CONFIG), load_config(REAL_CONFIG)
+    assert demo.score.env.venv == os.path.join(REPO, ".envs", "score+test")
+    assert real.score.env.venv == os.path.join(REPO, ".envs", "score") and real.score.env.extras == ["score"]
+    assert demo.edit.env == real.edit.env                   # the same extras: one venv
+
+
 def _error(tmp_path, text_change=None, **kwargs) -> str:
     if text_change:
         with open(DEMO_CONFIG, encoding="utf-8") as f:
