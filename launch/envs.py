@@ -26,6 +26,7 @@ from shards.files import sha256_file
 
 STAMP_NAME = ".launch-requirements.json"
 BUILDING, REPLACED = ".building", ".replaced"     # suffixes of a replacement being built, and of the one it replaces
+BUILD_MUTEX = ".build-mutex"          # held while a venv is checked or built, so nodes sharing it build it once
 
 
 class EnvError(RuntimeError):
@@ -86,19 +87,19 @@ def ensure_venv(folder: str, extras: list[str], stage: str, torch_index: str | N
     """
     try:
         wanted = requirements_stamp(extras, torch_index)
-        lock = read_lock(extras, wanted["requirements"], torch_index)
+        lockfile = read_lock(extras, wanted["requirements"], torch_index)
     except LockError as e:
         raise EnvError(f"{stage}: {e}") from None
-    wanted["lock_sha256"] = sha256_file(lock)
+    wanted["lock_sha256"] = sha256_file(lockfile)
     # Nodes of one run sharing the repository's folder build an environment once: the first builds, the others
-    # wait here and then find it ready.
+    # wait on this mutex and then find it ready.
     os.makedirs(os.path.dirname(os.path.abspath(folder)), exist_ok=True)
-    with open(folder + ".lock", "a") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
-        return _ensure_locked(folder, extras, stage, wanted, lock)
+    with open(folder + BUILD_MUTEX, "a") as mutex:
+        fcntl.flock(mutex, fcntl.LOCK_EX)
+        return _ensure_built(folder, extras, stage, wanted, lockfile)
 
 
-def _ensure_locked(folder: str, extras: list[str], stage: str, wanted: dict, lock: str) -> str:
+def _ensure_built(folder: str, extras: list[str], stage: str, wanted: dict, lockfile: str) -> str:
     python = os.path.join(folder, "bin", "python")
     _finish_interrupted_swap(folder)
     stamp = _read_stamp(folder)
@@ -110,7 +111,7 @@ def _ensure_locked(folder: str, extras: list[str], stage: str, wanted: dict, loc
             return python
         why = "requirements or lock changed" if same_python else "its interpreter no longer runs as it was built"
         print(f"[launch] {stage}: {why} since {folder} was built; building a replacement beside it", flush=True)
-    _build_beside(folder, extras, stage, wanted, lock)
+    _build_beside(folder, extras, stage, wanted, lockfile)
     return python
 
 

@@ -67,7 +67,7 @@ def test_a_failed_rebuild_leaves_the_old_environment_working(tmp_path, monkeypat
         envs.ensure_venv(str(tmp_path / "env"), [], "edit")
     assert (tmp_path / "env" / "ours.txt").exists()
     assert subprocess.run([python, "-c", "print('ok')"], capture_output=True, text=True).stdout == "ok\n"
-    assert sorted(os.listdir(tmp_path)) == ["env", "env.lock", "impossible.txt", "locks"]   # no half-built replacement left
+    assert sorted(os.listdir(tmp_path)) == ["env", "env.build-mutex", "impossible.txt", "locks"]   # no half-built replacement left
 
 
 def test_every_environment_setting_is_checked_before_any_is_rebuilt(tmp_path, monkeypatch):
@@ -94,7 +94,7 @@ def test_a_rebuilt_environment_is_swapped_in_with_its_scripts_pointing_at_its_ow
     monkeypatch.setattr(envs, "_install", install)
     python = envs.ensure_venv(str(tmp_path / "env"), [], "edit")
     assert python == str(tmp_path / "env" / "bin" / "python")
-    assert sorted(os.listdir(tmp_path)) == ["env", "env.lock", "locks"] and not (tmp_path / "env" / "ours.txt").exists()
+    assert sorted(os.listdir(tmp_path)) == ["env", "env.build-mutex", "locks"] and not (tmp_path / "env" / "ours.txt").exists()
     ran = subprocess.run([str(tmp_path / "env" / "bin" / "torchrun")], capture_output=True, text=True)
     assert ran.stdout.strip() == str(tmp_path / "env")
     assert json.loads((tmp_path / "env" / envs.STAMP_NAME).read_text())["requirements"] == \
