@@ -17,7 +17,13 @@ def test_a_world_of_one_takes_every_position_of_the_queue_once_in_order():
 
 
 def test_seed_depends_on_base_and_id_only():
-    assert derive_seed(0, "phys-01") == derive_seed(0, "phys-01")
+    # Pinned: the manifests of past runs record these seeds (the demo's manifest holds the first two), so a change
+    # of the formula, of the text encoding or of the byte order would make other images under the same config.
+    assert derive_seed(0, "phys-01") == 6996265692049766392
+    assert derive_seed(0, "phys-02") == 5213922627570201507
+    assert derive_seed(1, "phys-01") == 8337218997069122835
+    assert derive_seed(123, "物理-样本") == 1930391658052043708          # a non-ASCII id: hashed as UTF-8
+    assert derive_seed(42, "") == 176599027846379522
     assert derive_seed(0, "phys-01") != derive_seed(0, "phys-02")
     assert derive_seed(0, "phys-01") != derive_seed(1, "phys-01")
     assert 0 <= derive_seed(123, "物理-样本") < 2**63
