@@ -74,7 +74,14 @@ def test_the_benchmark_runs_on_cpu_at_real_width_and_its_fast_path_is_within_tol
     figures = json.loads(out.read_text())
     for key in ("device", "versions", "speedup", "max_abs_diff", "psnr_db", "weights_bytes", "host_peak_rss_bytes"):
         assert key in figures, key
-    assert figures["variants"]["bare"]["s_per_image"] > 0 and figures["variants"]["fast"]["s_per_image"] > 0
+    for name in ("bare", "fast"):
+        timed = figures["variants"][name]
+        # One timed image (no warm-up): the median is that image, and it holds the step after the first (timed
+        # alone as s_per_step) besides both encoders, the first step and the VAE.
+        assert timed["warmup_images"] == 0 and timed["s_per_image_all"] == [timed["s_per_image"]]
+        assert 0 < timed["s_per_step"] < timed["s_per_image"], timed
+    assert figures["speedup"] == round(figures["variants"]["bare"]["s_per_image"] /
+                                       figures["variants"]["fast"]["s_per_image"], 4)
     assert figures["variants"]["fast"]["options"] == {"batched_cfg": True, "linear_patch_embed": True}
     assert figures["build"]["parameters"]["transformer"] == 380_354_624    # one block of the real width
     assert figures["weights_bytes"] > 3e9                                     # a mid-size checkpoint
