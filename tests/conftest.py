@@ -99,6 +99,22 @@ def demo_run(pythons, tmp_path_factory) -> tuple[str, str]:
     return config, out
 
 
+def cuda_usable() -> bool:
+    """Whether this environment's torch can use a CUDA GPU, asked as the stages ask (shards.runtime.device)."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` are skipped, never faked on the CPU, where no CUDA GPU is usable."""
+    needing = [item for item in items if item.get_closest_marker("gpu")]
+    if needing and not cuda_usable():
+        skip = pytest.mark.skip(reason="needs a CUDA GPU; this environment's torch cannot use one")
+        for item in needing:
+            item.add_marker(skip)
+
+
 PACKAGES = ("launch", "edit_stage", "score_stage", "shards")
 
 

@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from conftest import DEMO_DATASET, copy_run, fault, torchrun, write_config
+from conftest import DEMO_DATASET, copy_run, cuda_usable, fault, torchrun, write_config
 from shards.manifest import read_manifest
 from shards.store import read_image, verify_shards
 
@@ -166,8 +166,11 @@ def test_the_score_stage_shares_its_work_the_same_way(pythons, demo_run, tmp_pat
     assert sorted(s["id"] for s in report["samples"]) == sorted(s["id"] for s in read_manifest(out)["samples"])
 
 
+@pytest.mark.skipif(cuda_usable(), reason="a CUDA GPU is usable here: a stage set to cuda would use it")
 @pytest.mark.parametrize("stage", ["edit", "score"])
 def test_a_stage_set_to_cuda_without_a_gpu_stops_before_any_model_loads(pythons, demo_run, tmp_path, stage):
+    """Runs where no GPU is: skipped where this environment's torch can use one (conftest.cuda_usable, the
+    question the stages ask), where test_a_stage_set_to_cuda_on_a_gpu_gets_its_local_ranks_gpu runs instead."""
     model = tmp_path / "never-built"
     config = write_config(tmp_path, {f"{stage}.model": str(model), "distributed.device": "cuda"})
     out = copy_run(demo_run[1], str(tmp_path / "run"), scores=False)
@@ -177,3 +180,13 @@ def test_a_stage_set_to_cuda_without_a_gpu_stops_before_any_model_loads(pythons,
     assert "error: distributed.device is cuda, but this environment's torch cannot use a GPU" in output
     assert "torch 2.14.1" in output and ("NVIDIA driver" in output) and "stopped before loading any model" in output
     assert not model.exists()
+
+
+@pytest.mark.gpu
+def test_a_stage_set_to_cuda_on_a_gpu_gets_its_local_ranks_gpu():
+    from shards.runtime.device import DeviceError, resolve_device
+
+    count = torch.cuda.device_count()
+    assert resolve_device("cuda", 0) == torch.device("cuda", 0) == resolve_device("auto", 0)
+    with pytest.raises(DeviceError, match=f"local rank {count} needs GPU {count}, but only {count} are visible"):
+        resolve_device("cuda", count)
