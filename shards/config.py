@@ -21,7 +21,8 @@ from shards.config_schema import (REPO_ROOT,  # noqa: F401 (re-exported: the con
                                   SINGLE_DIMENSION, TEMPLATE_FIELDS, CategoryPrompts, DatasetConfig, Dimension,
                                   DistributedConfig, EditConfig, EditSpeed, Environment, LoraAdapter, RunConfig,
                                   ScoreConfig)
-from shards.typed_yaml import ConfigError, build, load_yaml, set_dotted, where
+from shards.typed_data import ConfigError, build, where
+from shards.typed_yaml import load_yaml, set_dotted
 
 EXTRA_FIELD = re.compile(r"extra\[([^\]]+)\]")   # a sample's own field in a template: {extra[reference]}
 TEXT_SPEC = re.compile(r"(?:.?[<>^])?0?(\d*)(?:\.\d+)?s?", re.DOTALL)  # a text field's format spec; group 1: width
