@@ -1,17 +1,16 @@
 """A run's records in its output folder, and what a restart may remove: only the files the tool wrote.
 
-`<output>/progress/<stage>.json` is the stage's run record: its identity (see `shards.folder.identity`), one entry per
-attempt, and the files outside the journals that the stage wrote (`outputs`). The rank journals
-(`progress/<stage>-rNNNNN-of-NNNNN.jsonl`) list the shard parts the edit stage wrote. Together they say which
-files in the folder are the tool's: `--restart` removes those and nothing else, and refuses, before removing
-anything, a folder where it would have to delete a file they do not account for. Standard library only: the
-launcher uses it before any environment exists.
+`<output>/progress/<stage>.json` is the stage's run record (`shards.folder.run_record`): its identity (see
+`shards.folder.identity`), one entry per attempt, and the files outside the journals that the stage wrote. The
+rank journals (`progress/<stage>-rNNNNN-of-NNNNN.jsonl`) list the shard parts the edit stage wrote. Together they
+say which files in the folder are the tool's: `--restart` removes those and nothing else, and refuses, before
+removing anything, a folder where it would have to delete a file they do not account for. Standard library only:
+the launcher uses it before any environment exists.
 """
 
 from __future__ import annotations
 
 import glob
-import json
 import os
 import re
 import time
@@ -19,10 +18,12 @@ from typing import Any
 
 from shards.events import STAGES
 from shards.files import atomic_write_json
+from shards.folder.run_record import RUN_RECORD_SCHEMA_VERSION, RunRecord
 from shards.journal import PROGRESS_DIR, journal_paths, read_journals
 from shards.manifest import MANIFEST_NAME
 from shards.report.schema import REPORT_NAMES
 from shards.store import SHARDS_DIR
+from shards.typed_data import SchemaError, load_json
 
 # A value that may be unknown when a run starts (a model folder built on first use, a hub id) and filled in by a
 # later attempt; every other identity value, null included, is compared as it is.
@@ -42,15 +43,25 @@ def record_path(output_dir: str, stage: str) -> str:
 
 
 def read_record(output_dir: str, stage: str) -> dict[str, Any] | None:
-    """The stage's run record in `output_dir`, or None if the stage never started there."""
+    """The stage's run record in `output_dir` as JSON data, checked against `RunRecord`, or None if the stage never
+    started there.
+
+    Raises:
+        ResumeError: if the record cannot be read as a `RunRecord`, saying to start the stage over.
+    """
+    path = record_path(output_dir, stage)
     try:
-        with open(record_path(output_dir, stage), encoding="utf-8") as f:
-            return json.load(f)
+        return RunRecord.from_json(load_json(path), path).to_json()
     except FileNotFoundError:
         return None
-    except json.JSONDecodeError as e:
-        raise ResumeError(f"{record_path(output_dir, stage)}: not valid JSON ({e}); "
-                          "run with --restart to start this stage over") from None
+    except SchemaError as e:
+        raise ResumeError(f"{e}; run with --restart to start this stage over") from None
+
+
+def _write_record(output_dir: str, stage: str, record: dict[str, Any]) -> None:
+    """Write the run record atomically, checked against `RunRecord` first."""
+    path = record_path(output_dir, stage)
+    atomic_write_json(path, RunRecord.from_json(record, path).to_json())
 
 
 def begin_attempt(output_dir: str, stage: str, identity: dict[str, Any], **facts: Any) -> None:
@@ -59,12 +70,13 @@ def begin_attempt(output_dir: str, stage: str, identity: dict[str, Any], **facts
     The first attempt records the whole identity; a later one only fills in a fingerprint that was not known
     before. Anything else recorded stays as it is, null included.
     """
-    record = read_record(output_dir, stage) or {"identity": identity, "attempts": [], "outputs": []}
+    record = read_record(output_dir, stage) or {"schema_version": RUN_RECORD_SCHEMA_VERSION, "identity": identity,
+                                                "attempts": [], "outputs": []}
     for key, value in identity.items():
         if key.endswith(FINGERPRINT_SUFFIX) and record["identity"].get(key) is None:
             record["identity"][key] = value
     record["attempts"].append({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **facts})
-    atomic_write_json(record_path(output_dir, stage), record)
+    _write_record(output_dir, stage, record)
 
 
 def end_attempt(output_dir: str, stage: str, outputs: tuple[str, ...] | list[str] = (),
@@ -74,8 +86,8 @@ def end_attempt(output_dir: str, stage: str, outputs: tuple[str, ...] | list[str
     file of the stage is always accounted for."""
     record = read_record(output_dir, stage)
     record["attempts"][-1].update(facts)
-    record["outputs"] = sorted(set(record.get("outputs", [])) | set(outputs))
-    atomic_write_json(record_path(output_dir, stage), record)
+    record["outputs"] = sorted(set(record["outputs"]) | set(outputs))
+    _write_record(output_dir, stage, record)
     return record["attempts"]
 
 
@@ -108,7 +120,7 @@ def owned_files(output_dir: str, stage: str) -> set[str]:
         return set()
     journals = journal_paths(output_dir, stage)
     owned = {f"{PROGRESS_DIR}/{stage}.json", *(_relative(output_dir, j) for j in journals)}
-    claimed = set(record.get("outputs", []))
+    claimed = set(record["outputs"])
     owned |= {f for f in stage_files(output_dir, stage) if f in claimed or
               any(re.fullmatch(re.escape(c) + _TEMPORARY, f) for c in claimed | {f"{PROGRESS_DIR}/{stage}.json"})}
     if stage == "edit":
