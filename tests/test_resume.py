@@ -120,6 +120,7 @@ def _files(out):
 
 def _real_run(out):
     """A folder as both stages leave it: records, journals, two shard parts, manifest and report files."""
+    from examples import manifest_data
     from shards.manifest import write_manifest
     from shards.store import ShardWriter
 
@@ -128,7 +129,7 @@ def _real_run(out):
         for i in range(2):
             writer.add({"id": f"s{i}"}, torch.zeros(2, 2, 3, dtype=torch.uint8))
     end_attempt(out, "edit", outputs=["manifest.json"])
-    write_manifest(out, {"shards": writer.parts, "samples": []})
+    write_manifest(out, manifest_data(writer.parts, []))
     begin_attempt(out, "score", {"score.mode": "expected"}, world_size=1)
     _touch(out, "progress/score-r00000-of-00001.jsonl")
     end_attempt(out, "score", outputs=["report.json", "results.csv", "report.md", "report.html"])

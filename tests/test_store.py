@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from examples import SHARD_KEYS, failed_entry, manifest_data, sample_entry
 from shards.files import atomic_write_json
 from shards.manifest import read_manifest, write_manifest
 from shards.store import (ShardError, ShardWriter, pixels_sha256, read_image, read_parts, shard_name, shard_problem,
@@ -22,7 +23,7 @@ def _write(tmp_path, n=5, per_shard=2):
     images = _images(n)
     with ShardWriter(str(tmp_path), rank=1, world_size=3, per_shard=per_shard) as writer:
         for sample_id, image in images.items():
-            writer.add({"id": sample_id, "category": "物理", "seed": 7}, image)
+            writer.add(sample_entry(sample_id), image)
     return writer, images
 
 
@@ -87,10 +88,10 @@ def test_each_shard_header_describes_its_samples(tmp_path):
 
 def test_manifest_round_trip(tmp_path):
     writer, _ = _write(tmp_path)
-    failed = {"id": "bad", "status": "failed", "reason": "cannot decode image"}
-    write_manifest(str(tmp_path), {"world_size": 3, "shards": writer.parts, "samples": _samples(writer) + [failed]})
+    failed = failed_entry("bad", "cannot decode image")
+    write_manifest(str(tmp_path), manifest_data(writer.parts, _samples(writer) + [failed], world_size=3))
     manifest = read_manifest(str(tmp_path))
-    assert manifest["shards"] == json.loads(json.dumps(writer.parts))
+    assert manifest["shards"] == [{k: part[k] for k in SHARD_KEYS} for part in writer.parts]
     assert manifest["samples"][-1] == failed and len(manifest["samples"]) == 6
     assert manifest["world_size"] == 3
 
@@ -116,10 +117,10 @@ def test_manifest_problems_are_named(tmp_path):
     with pytest.raises(ShardError, match="run the edit stage on this output directory first"):
         read_manifest(str(tmp_path))
     atomic_write_json(str(tmp_path / "manifest.json"), {"format": "other"})
-    with pytest.raises(ShardError, match="format is 'other'"):
+    with pytest.raises(ShardError, match="has no schema_version: it was written by an earlier version"):
         read_manifest(str(tmp_path))
-    write_manifest(str(tmp_path), {"shards": [], "samples": [{"id": "x", "status": "ok",
-                                                               "shard": "shards/gone.safetensors"}]})
+    gone = sample_entry("x", status="ok", sha256="0" * 64, shard="shards/gone.safetensors", key="image-00000")
+    atomic_write_json(str(tmp_path / "manifest.json"), manifest_data([], [gone]))
     with pytest.raises(ShardError, match="sample 'x' points to shard shards/gone.safetensors"):
         read_manifest(str(tmp_path))
 
