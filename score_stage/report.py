@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable
 from shards.files import atomic_write, atomic_write_json
 from shards.report.numbers import interval, number
 from shards.report.page import markdown_cell
-from shards.report.schema import REPORT_NAMES
+from shards.report.schema import REPORT_NAMES, REPORT_SCHEMA_VERSION, Report
 from shards.report.stats import RESAMPLES, SEED, agreement, bootstrap_means, mean
 
 STATUSES = ("ok", "unparsed", "failed")
@@ -70,13 +70,13 @@ def overall(categories: dict[str, dict[str, Any]], results: list[dict[str, Any]]
 
 def build_report(results: list[dict[str, Any]], category_order: list[str],
                  human_scores: dict[str, float] | None = None, **run_info: Any) -> dict[str, Any]:
-    """The report.json content.
+    """The report.json content (its fields: `shards.report.schema.Report`).
 
     Args:
-        results: One entry per sample (id, category, score, status, dimensions, response, ...), in manifest order.
+        results: One entry per sample (`SampleResult`), in manifest order.
         category_order: Categories in the order the config lists them; only those with samples are reported.
         human_scores: Sample id -> a human rating, for the samples that have one.
-        run_info: Anything else to record (world sizes, models, timings, config).
+        run_info: The report's other fields (models, run record, world sizes, attempts, versions, timings, config).
     """
     present = [c for c in category_order if any(r["category"] == c for r in results)]
     categories = {c: stats(r for r in results if r["category"] == c) for c in present}
@@ -182,15 +182,20 @@ def results_csv(results: list[dict[str, Any]]) -> str:
 
 def write_report(output_dir: str, report: dict[str, Any], thumbnails: dict[str, dict]) -> dict[str, str]:
     """Write report.json, results.csv, report.md, report.html and thumbnails.json atomically; returns their paths
-    by kind.
+    by kind. The report is checked against its definition (`Report`) first, as `launch compare` reads it, and
+    every file is written from what was checked.
 
     Args:
         thumbnails: Sample id -> {"original", "edited"} image data URIs for report.html.
+
+    Raises:
+        SchemaError: if the report does not match its definition (nothing is written).
     """
     from score_stage.report_page import build_html
 
     paths = {kind: os.path.join(output_dir, name)
              for kind, name in zip(("json", "csv", "md", "html", "thumbnails"), REPORT_NAMES)}
+    report = Report.from_json({"schema_version": REPORT_SCHEMA_VERSION, **report}, paths["json"]).to_json()
     atomic_write_json(paths["json"], report)
     atomic_write_json(paths["thumbnails"], thumbnails)
     atomic_write(paths["html"], build_html(report, thumbnails).encode("utf-8"))

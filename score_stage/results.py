@@ -1,9 +1,7 @@
 """One sample's result, assembled from its dimensions' answers, and the line a watching person reads for it.
 
-A result is what the score stage's journal records and the report lists:
-    id, category, instruction, image_sha256 (the edited pixels judged), score (dimensions combined, or None),
-    status (ok / unparsed / failed), dimensions ({name: {score, response | distribution and valid_mass}}),
-    response (the judge's words, `generate` mode), reason (`failed`), rank, world_size, judge_seconds.
+A result is what the score stage's journal records and the report lists; `shards.report.schema.SampleResult`
+defines each of its fields.
 """
 
 from __future__ import annotations

@@ -20,10 +20,12 @@ from shards.config import RunConfig
 from shards.dataset import open_image
 from shards.files import sha256_file
 from shards.journal import JournalWriter, journal_path, journal_paths, read_journals
+from shards.report.schema import SampleResult
 from shards.runtime.dist import DistState, WorkQueue
 from shards.runtime.hub import fetch_once
 from shards.runtime.logs import EVERY_RANK, progress
 from shards.store import read_image
+from shards.typed_data import SchemaError, from_json
 
 
 def chunked(todo: list[dict], size: int) -> list[list[dict]]:
@@ -56,14 +58,19 @@ def original_problem(root: str, entry: dict) -> str | None:
 
 def recorded_judgements(config: RunConfig, pixels: dict[str, str], log) -> dict[str, dict]:
     """The judgements recorded in the journals that are still valid: of the very pixels (`pixels`: sample id ->
-    the sha256 of its edited image) the shards hold now. An image edited again after a restart of the edit stage
-    is judged again, and so is the sample of a journal's torn last line."""
+    the sha256 of its edited image) the shards hold now, each a `SampleResult`. An image edited again after a
+    restart of the edit stage is judged again, and so is the sample of a journal's torn last line."""
     recorded = read_journals(journal_paths(config.output_dir, "score"))
     for line in recorded.skipped:
         log.warning("ignoring %s: that sample is judged again", line)
     judged: dict[str, dict] = {}
     for result in recorded.records:
         if result.get("id") in pixels and pixels[result["id"]] == result.get("image_sha256"):
+            try:         # a line another version wrote would stop the report being written, after all the judging
+                from_json(SampleResult, result, f"the score journals' judgement of sample '{result['id']}'")
+            except SchemaError as e:
+                log.warning("ignoring %s: that sample is judged again", e)
+                continue
             judged.setdefault(result["id"], result)
     return judged
 

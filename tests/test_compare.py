@@ -9,22 +9,23 @@ import shutil
 import pytest
 
 from conftest import REPO, base_python, chromium, console_messages, needs_chromium, run_module, torchrun, write_config
+from examples import RECORD, RUN
 from launch.compare.cli import compare, markdown
 from launch.compare.page import build_page
+from score_stage.report import build_report
+from shards.report.schema import REPORT_SCHEMA_VERSION
 
 
 def _report(name, scores, judge="tiny/judge", mode="expected", prompts="p1", dataset="d1", originals=None):
     samples = [{"id": i, "category": c, "instruction": f"do {i}", "score": s, "status": "ok" if s is not None
-                else "unparsed", "original_sha256": (originals or {}).get(i, f"o-{i}")} for i, c, s in scores]
+                else "unparsed", "dimensions": {}, "response": None,
+                "original_sha256": (originals or {}).get(i, f"o-{i}")} for i, c, s in scores]
     cats = list(dict.fromkeys(c for _, c, _ in scores))
-    return {"folder": f"/runs/{name}", "thumbnails": {}, "report": {
-        "edit_model": f"editor {name}", "judge_model": judge, "scoring_mode": mode,
-        "record": {"judge": {"revision": None, "fingerprint": "f"}, "judging": {"answer_prefix": "Score: ",
-                                                                                 "prompts_sha256": prompts},
-                   "dataset": {"path": "/data/b.jsonl", "sha256": dataset}},
-        "overall": {"count": len(samples), "scored": sum(s["score"] is not None for s in samples), "unparsed": 0,
-                    "failed": 0, "mean_over_samples": 1.0, "mean_over_categories": 1.0},
-        "categories": {c: {"mean": 1.0, "count": 1, "scored": 1} for c in cats}, "samples": samples}}
+    return {"folder": f"/runs/{name}", "thumbnails": {}, "report": build_report(
+        samples, cats, schema_version=REPORT_SCHEMA_VERSION, edit_model=f"editor {name}", judge_model=judge,
+        scoring_mode=mode, record={**RECORD, "judge": {"model": judge, "revision": None, "fingerprint": "f"},
+                                   "judging": {**RECORD["judging"], "prompts_sha256": prompts},
+                                   "dataset": {"path": "/data/b.jsonl", "sha256": dataset}}, **RUN)}
 
 
 A = [("s1", "x", 5.0), ("s2", "x", 6.0), ("s3", "y", 7.0), ("s4", "y", None)]

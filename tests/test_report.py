@@ -96,7 +96,9 @@ def test_csv_quotes_multiline_responses():
 
 def test_write_report_writes_four_files(tmp_path):
     report = build_report(RESULTS, ["物理", "环境", "指代"], edit_model="e", judge_model="j", scoring_mode="generate",
-                          config={"dataset": {"path": "d.jsonl"}}, elapsed_s={"edit": 1.0, "score": 2.0})
+                          config={"dataset": {"path": "d.jsonl"}}, elapsed_s={"edit": 1.0, "score": 2.0},
+                          world_size={"edit": 1, "score": 1}, attempts={"edit": [], "score": []},
+                          versions={"edit": {}, "score": {}})
     paths = write_report(str(tmp_path), report, thumbnails={})
     assert json.load(open(paths["json"], encoding="utf-8"))["overall"]["scored"] == 3
     assert len(open(paths["csv"], encoding="utf-8").read().splitlines()) == 6
