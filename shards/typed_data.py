@@ -44,8 +44,9 @@ class Kind:
 
 
 def optional_key() -> Any:
-    """A field whose key a file may leave out, because it does not apply to this entry (a failed sample has no
-    score's digest): None when absent, and left out when None. Every other field is always written, null too."""
+    """A field whose key a file may leave out, because it does not apply to this entry (a sample that failed in
+    the edit stage has no edited pixels' digest): None when absent, and left out when None. Every other field is
+    always written, null too."""
     return dataclasses.field(default=None, metadata={"optional_key": True})
 
 
@@ -205,7 +206,7 @@ def to_data(value: Any) -> Any:
     return value
 
 
-def load_json(path: str, error: type[ValueError] = SchemaError) -> Any:
+def load_json(path: str, error: type[Exception] = SchemaError) -> Any:
     """The JSON data of file `path`.
 
     Raises:
