@@ -17,7 +17,7 @@ from conftest import base_python, run_module, torchrun
 from examples import RECORD, RUN, failed_entry, manifest_data, sample_entry
 from shards.folder.records import ResumeError, begin_attempt, read_record, record_path
 from shards.manifest import Manifest, read_manifest, write_manifest
-from shards.report.schema import Report, SampleResult
+from shards.report.schema import Report
 from shards.store import ShardError
 from shards.typed_data import SchemaError
 
