@@ -89,13 +89,19 @@ def copy_run(source: str, target: str, scores: bool = True) -> str:
 
 
 @pytest.fixture(scope="session")
-def demo_run(pythons, tmp_path_factory) -> tuple[str, str]:
+def demo_launch(pythons, tmp_path_factory) -> tuple[str, str, subprocess.CompletedProcess]:
+    """(config, output folder, the launcher's exit and output) of the demo as shipped, run once by the launcher as
+    the README runs it: 10 samples, 2 ranks in each stage. Tests that write into it work on a `copy_run` of it."""
+    out = str(tmp_path_factory.mktemp("demo-run") / "run")
+    done = run_module(base_python(), ["-m", "launch", "--config", DEMO_CONFIG, "--output-dir", out], timeout=1800)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return DEMO_CONFIG, out, done
+
+
+@pytest.fixture(scope="session")
+def demo_run(demo_launch) -> tuple[str, str]:
     """(config, output folder) of one complete, uninterrupted demo run: 10 samples, 2 ranks in each stage."""
-    folder = tmp_path_factory.mktemp("demo-run")
-    config, out = write_config(folder), str(folder / "run")
-    for python, module in ((pythons["edit"], "edit_stage"), (pythons["score"], "score_stage")):
-        done = torchrun(python, module, 2, ["--config", config, "--output-dir", out])
-        assert done.returncode == 0, done.stdout + done.stderr
+    config, out, _ = demo_launch
     return config, out
 
 
