@@ -3,12 +3,11 @@
 import json
 import os
 import re
-import shutil
 
 import pytest
 import torch
 
-from conftest import DEMO_DATASET, copy_run, cuda_usable, fault, torchrun, write_config
+from conftest import copy_run, cuda_usable, fault, torchrun, write_config
 from shards.manifest import read_manifest
 from shards.store import read_image, verify_shards
 
@@ -121,37 +120,27 @@ def test_a_config_typo_stops_a_stage_with_one_clear_line(pythons, tmp_path):
     assert not os.path.exists(tmp_path / "o" / "manifest.json")
 
 
-def _twenty_samples(tmp_path) -> str:
-    """The demo's images twice over: 20 samples with their own ids."""
-    data = tmp_path / "data"
-    shutil.copytree(os.path.dirname(DEMO_DATASET), data)
-    records = [json.loads(line) for line in open(DEMO_DATASET, encoding="utf-8") if line.strip()]
-    with open(data / "twenty.jsonl", "w", encoding="utf-8") as f:
-        for copy in range(2):
-            for record in records:
-                f.write(json.dumps({**record, "id": f"{record['id']}-{copy}"}, ensure_ascii=False) + "\n")
-    return str(data / "twenty.jsonl")
-
-
 def test_work_flows_to_the_idle_rank_when_one_rank_is_slow(pythons, demo_run, tmp_path):
-    delay = 6.0
-    config = write_config(tmp_path, {"dataset.path": _twenty_samples(tmp_path), "edit.samples_per_shard": 4})
+    # Rank 1 sleeps before each sample; a loaded machine slows both ranks alike, the sleep stays. A fixed split
+    # gives each rank 5; a shared queue gives the other rank more and keeps both busy to within one sample of the
+    # end (at the fast rank's measured pace). How many more depends on the load: no ratio is asserted.
+    delay = 12.0
     out = str(tmp_path / "run")
-    done = torchrun(pythons["edit"], "edit_stage", 2, ["--config", config, "--output-dir", out],
+    done = torchrun(pythons["edit"], "edit_stage", 2, ["--config", write_config(tmp_path), "--output-dir", out],
                     env=fault("edit_stage.pipeline:edit_sample", 1, "slow", seconds=delay))
     assert done.returncode == 0, done.stdout + done.stderr
     manifest = read_manifest(out)
-    assert len(manifest["samples"]) == 20 and len({s["id"] for s in manifest["samples"]}) == 20
+    assert len(manifest["samples"]) == 10 and len({s["id"] for s in manifest["samples"]}) == 10
     ranks = {r["rank"]: r for r in manifest["attempts"][-1]["ranks"]}
     fast, slow = ranks[0], ranks[1]
-    assert fast["samples"] + slow["samples"] == 20
+    assert fast["samples"] + slow["samples"] == 10
     per_image = fast["busy_s"] / fast["samples"]                    # the fast rank's own pace
-    ideal = 20 / (1 / per_image + 1 / (per_image + delay))           # both ranks busy until the very end
+    ideal = 10 / (1 / per_image + 1 / (per_image + delay))           # both ranks busy until the very end
     wall = max(fast["busy_s"], slow["busy_s"])
-    assert fast["samples"] >= 2 * slow["samples"]
+    assert fast["samples"] > slow["samples"]
     assert wall <= ideal + per_image + delay                         # within one sample of the ideal
     print(f"\nslow rank (+{delay:.0f} s/image): fast rank {fast['samples']} samples, slow rank {slow['samples']}; "
-          f"editing wall time {wall:.1f} s, ideal {ideal:.1f} s, a fixed split {10 * (per_image + delay):.1f} s")
+          f"editing wall time {wall:.1f} s, ideal {ideal:.1f} s, a fixed split {5 * (per_image + delay):.1f} s")
 
 
 def test_the_score_stage_shares_its_work_the_same_way(pythons, demo_run, tmp_path):
