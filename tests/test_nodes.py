@@ -19,7 +19,11 @@ from shards.manifest import read_manifest
 from shards.store import read_parts, verify_shards
 
 pytestmark = pytest.mark.slow
-ALL_IDS = sorted(s.id for s in load_dataset(DEMO_DATASET))
+
+
+def _first(count: int) -> list[str]:
+    """The ids `--limit count` selects (the first in the dataset's order), sorted."""
+    return sorted(s.id for s in load_dataset(DEMO_DATASET)[:count])
 
 
 def _free_port() -> int:
@@ -60,13 +64,14 @@ def test_two_nodes_of_one_rank_each_then_one_node_lost_and_the_run_finished_on_o
                                      "edit.samples_per_shard": 1})
     out, port = str(tmp_path / "run"), _free_port()
     procs = [_launcher(["--config", config, "--output-dir", out, "--nnodes", "2", "--node-rank", str(r),
-                        "--rdzv-endpoint", f"localhost:{port}", "--rdzv-id", "whole"]) for r in (0, 1)]
+                        "--rdzv-endpoint", f"localhost:{port}", "--rdzv-id", "whole", "--limit", "4"])
+             for r in (0, 1)]
     first = [p.communicate(timeout=1500)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], first
     assert "mean over samples" in first[0] + first[1]
     manifest, report = read_manifest(out), _report(out)
-    assert sorted(s["id"] for s in manifest["samples"]) == ALL_IDS and manifest["world_size"] == 2
-    assert report["world_size"] == {"edit": 2, "score": 2} and sorted(s["id"] for s in report["samples"]) == ALL_IDS
+    assert sorted(s["id"] for s in manifest["samples"]) == _first(4) and manifest["world_size"] == 2
+    assert report["world_size"] == {"edit": 2, "score": 2} and sorted(s["id"] for s in report["samples"]) == _first(4)
     assert {p["rank"] for p in manifest["shards"]} == {0, 1}                     # both nodes edited
     for line in ("[edit r0/2]", "[edit r1/2]"):
         assert line in first[0] + first[1]
@@ -77,8 +82,8 @@ def test_two_nodes_of_one_rank_each_then_one_node_lost_and_the_run_finished_on_o
                                      "edit.samples_per_shard": 1})
     port = _free_port()
     procs = [_launcher(["--config", config, "--output-dir", lost, "--nnodes", "2", "--node-rank", str(r),
-                        "--rdzv-endpoint", f"localhost:{port}", "--rdzv-id", "lost"], start_new_session=True)
-             for r in (0, 1)]
+                        "--rdzv-endpoint", f"localhost:{port}", "--rdzv-id", "lost", "--limit", "8"],
+                       start_new_session=True) for r in (0, 1)]
     seen = ""
     for line in procs[1].stdout:                                     # node 1 has edited two images: kill it all
         seen += line
@@ -95,28 +100,28 @@ def test_two_nodes_of_one_rank_each_then_one_node_lost_and_the_run_finished_on_o
     kept = {e["id"] for part in read_parts(lost).records for e in part["samples"]}
     assert kept                                                      # finished parts of both nodes are on disk
     again = subprocess.run([base_python(), "-m", "launch", "--config", config, "--output-dir", lost,
-                            "--nproc-per-node", "1"], cwd=REPO, env={**os.environ, "PYTHONPATH": REPO},
+                            "--nproc-per-node", "1", "--limit", "8"], cwd=REPO, env={**os.environ, "PYTHONPATH": REPO},
                            capture_output=True, text=True, timeout=1500)
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"{len(kept)} already edited (verified)" in again.stdout
     manifest = read_manifest(lost)
-    assert sorted(s["id"] for s in manifest["samples"]) == ALL_IDS and len(manifest["samples"]) == 10
+    assert sorted(s["id"] for s in manifest["samples"]) == _first(8) and len(manifest["samples"]) == 8
     verify_shards(lost, manifest["shards"])
-    assert sorted(s["id"] for s in _report(lost)["samples"]) == ALL_IDS
+    assert sorted(s["id"] for s in _report(lost)["samples"]) == _first(8)
     print(f"\ntwo nodes: lost node 1 after 2 edits; {len(kept)} images kept, "
-          f"{10 - len(kept)} edited on the rerun with one node")
+          f"{8 - len(kept)} edited on the rerun with one node")
 
 
 def test_a_second_launch_into_a_running_runs_folder_is_refused_at_once_and_the_first_completes(pythons, tmp_path):
     out = str(tmp_path / "run")
-    first = _launcher(["--config", write_config(tmp_path), "--output-dir", out])
+    first = _launcher(["--config", write_config(tmp_path), "--output-dir", out, "--limit", "4"])
     for line in first.stdout:
         if "edit stage:" in line:
             break
     start = time.monotonic()
     second = subprocess.run([base_python(), "-m", "launch", "--config", write_config(tmp_path), "--output-dir",
-                             out], cwd=REPO, env={**os.environ, "PYTHONPATH": REPO}, capture_output=True, text=True,
-                            timeout=120)
+                             out, "--limit", "4"], cwd=REPO, env={**os.environ, "PYTHONPATH": REPO},
+                            capture_output=True, text=True, timeout=120)
     refused_in = time.monotonic() - start
     assert second.returncode == 2 and refused_in < 15
     assert "is being written by run" in second.stderr and f"(pid {first.pid} on {socket.gethostname()}" in \
@@ -125,7 +130,7 @@ def test_a_second_launch_into_a_running_runs_folder_is_refused_at_once_and_the_f
     assert first.returncode == 0, rest
     manifest = read_manifest(out)
     verify_shards(out, manifest["shards"])
-    assert sorted(s["id"] for s in _report(out)["samples"]) == ALL_IDS and not os.path.exists(f"{out}/run.lock")
+    assert sorted(s["id"] for s in _report(out)["samples"]) == _first(4) and not os.path.exists(f"{out}/run.lock")
     print(f"\nsecond launch refused in {refused_in:.1f} s")
 
 
@@ -133,16 +138,17 @@ def test_the_judge_following_the_edits_gives_the_report_of_the_stages_one_after_
                                                                                           tmp_path):
     out = str(tmp_path / "follow")
     done = subprocess.run([base_python(), "-m", "launch", "--config", demo_run[0], "--output-dir", out,
-                           "--nproc-per-node", "2", "--judge-gpus", "1"], cwd=REPO,
+                           "--nproc-per-node", "2", "--judge-gpus", "1", "--limit", "4"], cwd=REPO,
                           env={**os.environ, "PYTHONPATH": REPO}, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "--follow-edits" in done.stdout and "following the edits: 10 samples expected" in done.stdout
+    assert "--follow-edits" in done.stdout and "following the edits: 4 samples expected" in done.stdout
     judged = [r["id"] for r in read_journals(journal_paths(out, "score")).records]
-    assert sorted(judged) == ALL_IDS                                  # every sample judged once, none twice
+    assert sorted(judged) == _first(4)                                # every sample judged once, none twice
     # The same edits judged after the edit stage, by one rank as the follower was (a CPU's thread count, which
     # torchrun sets for several ranks, moves scores in their last digits).
     after = copy_run(out, str(tmp_path / "after"), scores=False)
-    sequential = torchrun(pythons["score"], "score_stage", 1, ["--config", demo_run[0], "--output-dir", after])
+    sequential = torchrun(pythons["score"], "score_stage", 1, ["--config", demo_run[0], "--output-dir", after,
+                                                                "--limit", "4"])
     assert sequential.returncode == 0, sequential.stdout + sequential.stderr
     report = _report(out)
     assert {s["id"]: s["score"] for s in report["samples"]} == {s["id"]: s["score"] for s in _report(after)["samples"]}
@@ -210,8 +216,9 @@ def test_kill_9_of_the_launcher_mid_edit_then_a_rerun_at_once_writes_only_after_
 
     config, out = write_config(tmp_path), str(tmp_path / "run")
     slow = fault("edit_stage.pipeline:edit_sample", 1, "slow", seconds=3)        # rank 1 is mid-sample when killed
-    first = subprocess.Popen([base_python(), "-m", "launch", "--config", config, "--output-dir", out], cwd=REPO,
-                             env={**os.environ, **slow}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = subprocess.Popen([base_python(), "-m", "launch", "--config", config, "--output-dir", out, "--limit", "6"],
+                             cwd=REPO, env={**os.environ, **slow}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
     seen = ""
     for line in first.stdout:
         seen += line
@@ -221,7 +228,7 @@ def test_kill_9_of_the_launcher_mid_edit_then_a_rerun_at_once_writes_only_after_
     assert len(processes) >= 4, seen
     first.kill()
     first.wait()
-    rerun = _launcher(["--config", config, "--output-dir", out])
+    rerun = _launcher(["--config", config, "--output-dir", out, "--limit", "6"])
     start, alive, took_s = time.monotonic(), None, None
     while rerun.poll() is None and time.monotonic() - start < 120:
         if _lock_pid(out) == rerun.pid:                              # the rerun holds the folder from here on
@@ -239,10 +246,10 @@ def test_kill_9_of_the_launcher_mid_edit_then_a_rerun_at_once_writes_only_after_
     paths = [p["path"] for p in parts]
     assert len(paths) == len(set(paths)), paths                      # no part recorded twice
     ids = [e["id"] for p in parts for e in p["samples"]]
-    assert sorted(ids) == ALL_IDS                                    # no sample edited twice, none lost
+    assert sorted(ids) == _first(6)                                  # no sample edited twice, none lost
     assert [shard_problem(out, p) for p in parts] == [None] * len(parts)
     manifest = read_manifest(out)
-    assert sorted(s["id"] for s in manifest["samples"]) == ALL_IDS
+    assert sorted(s["id"] for s in manifest["samples"]) == _first(6)
     verify_shards(out, manifest["shards"])
     print(f"\nkill -9 of the launcher: {kept} images kept, rerun took the folder after {took_s:.1f} s")
     print("\n".join(line for line in rest.splitlines() if "run.lock" in line))
