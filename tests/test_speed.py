@@ -9,10 +9,11 @@ from conftest import run_module
 
 pytestmark = pytest.mark.slow
 
-# Runs in the edit environment: the tiny Plus pipeline in float32, one image edited by the bare call and by the
-# stage's path with the given speed options; prints the two images' differences as JSON.
+# Runs in the edit environment: the tiny Plus pipeline in float32 (built by the first test that needs it, read by
+# the next), one image edited by the bare call and by the stage's path with the given speed options; prints the two
+# images' differences as JSON.
 COMPARE = r"""
-import json, sys, numpy as np, torch
+import json, os, sys, numpy as np, torch
 from PIL import Image
 from edit_stage.denoise import edit_plus
 from edit_stage.pipeline import edit_image, load_pipeline, to_uint8
@@ -21,7 +22,8 @@ from edit_stage.tiny import build_tiny_pipeline
 from shards.config import EditConfig, EditSpeed
 
 model, options = sys.argv[1], json.loads(sys.argv[2])
-build_tiny_pipeline(model, plus=True)
+if not os.path.exists(os.path.join(model, "model_index.json")):
+    build_tiny_pipeline(model, plus=True)
 cfg = EditConfig(model=model, pipeline="QwenImageEditPlusPipeline", dtype="float32", num_inference_steps=3,
                  true_cfg_scale=4.0, negative_prompt=" ", height=64, width=48, speed=EditSpeed(**options))
 pipe = load_pipeline(cfg, torch.device("cpu"))
@@ -39,21 +41,27 @@ print(json.dumps({"own_loop_identical": bool(np.array_equal(bare, own)), "max_ab
 """
 
 
-def _compare(pythons, tmp_path, options: dict) -> dict:
-    done = run_module(pythons["edit"], ["-c", COMPARE, str(tmp_path / "tiny"), json.dumps(options)], timeout=900)
+@pytest.fixture(scope="module")
+def tiny_plus(tmp_path_factory) -> str:
+    """Where the tests below keep one tiny Plus pipeline: built in the first one's process, only read after."""
+    return str(tmp_path_factory.mktemp("speed") / "tiny")
+
+
+def _compare(pythons, model: str, options: dict) -> dict:
+    done = run_module(pythons["edit"], ["-c", COMPARE, model, json.dumps(options)], timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_the_stages_own_loop_is_the_bare_call_bit_for_bit_and_batched_cfg_is_within_rounding(pythons, tmp_path):
-    found = _compare(pythons, tmp_path, {"batched_cfg": True})
+def test_the_stages_own_loop_is_the_bare_call_bit_for_bit_and_batched_cfg_is_within_rounding(pythons, tiny_plus):
+    found = _compare(pythons, tiny_plus, {"batched_cfg": True})
     assert found["own_loop_identical"]                   # unbatched, the loop is the pipeline's, op for op
     assert found["max_abs_diff"] <= 1 and found["float_max_abs_diff"] < 1e-3
 
 
-def test_every_option_together_is_within_the_tolerance(pythons, tmp_path):
+def test_every_option_together_is_within_the_tolerance(pythons, tiny_plus):
     from_speed = _tolerance(pythons)
-    found = _compare(pythons, tmp_path, {"batched_cfg": True, "compile": True, "linear_patch_embed": True,
+    found = _compare(pythons, tiny_plus, {"batched_cfg": True, "compile": True, "linear_patch_embed": True,
                                          "attention_backend": "_native_math"})
     assert found["max_abs_diff"] <= min(1, from_speed["max_abs_diff"])
 
