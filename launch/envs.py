@@ -42,7 +42,7 @@ def existing_interpreter(env: Environment, stage: str) -> str | None:
     if env.python:
         python = shutil.which(env.python) or env.python
         if not (os.path.isfile(python) and os.access(python, os.X_OK)):
-            raise EnvError(f"{stage}.env.python: no executable interpreter at {env.python}")
+            raise EnvError(f"{env_key(stage)}.python: no executable interpreter at {env.python}")
         return python
     if env.conda:
         return _conda_interpreter(env.conda, stage)
@@ -54,11 +54,11 @@ def _conda_interpreter(name: str, stage: str) -> str:
     # which is how the old system's scores appeared only at the end.
     conda = os.environ.get("CONDA_EXE") or shutil.which("conda")
     if not conda:
-        raise EnvError(f"{stage}.env.conda: conda is not on PATH (or set {stage}.env.python instead)")
+        raise EnvError(f"{env_key(stage)}.conda: conda is not on PATH (or set {env_key(stage)}.python instead)")
     done = subprocess.run([conda, "run", "-n", name, "python", "-c", "import sys; print(sys.executable)"],
                           capture_output=True, text=True)
     if done.returncode != 0:
-        raise EnvError(f"{stage}.env.conda: conda environment '{name}' is not usable: "
+        raise EnvError(f"{env_key(stage)}.conda: conda environment '{name}' is not usable: "
                        f"{done.stderr.strip() or done.stdout.strip()}")
     return done.stdout.strip().splitlines()[-1]
 
@@ -197,18 +197,34 @@ def _finish_interrupted_swap(folder: str) -> None:
         shutil.rmtree(folder + REPLACED, ignore_errors=True)
 
 
-def prepare_environments(config, stages: tuple[str, ...] = STAGES) -> dict[str, str]:
-    """The stages' interpreters (both, by default). Every stage's setting is checked first (an interpreter path, a
-    conda name, a venv's extras), so that a mistake in one stops the launch before any environment is built or
-    rebuilt; then missing venvs are built side by side (pip mostly waits on disk)."""
+def env_key(name: str) -> str:
+    """Where an environment is set in the config: `edit.env`, `score.env`, or the judge server's."""
+    return "score.server.start.env" if name == "serve" else f"{name}.env"
+
+
+def environments(config, stages: tuple[str, ...] = STAGES) -> dict[str, Environment]:
+    """The environments a run needs, by name: each stage's, and a judge server's when the launcher starts one."""
     envs = {stage: getattr(config, stage).env for stage in stages}
+    server = config.score.server
+    if "score" in stages and server is not None and server.start is not None:
+        envs["serve"] = server.start.env
+    return envs
+
+
+def prepare_environments(config, stages: tuple[str, ...] = STAGES) -> dict[str, str]:
+    """The interpreters of the environments the run needs (`environments`: both stages' by default, and a judge
+    server's). Every setting is checked first (an interpreter path, a conda name, a venv's extras), so that a
+    mistake in one stops the launch before any environment is built or rebuilt; then missing venvs are built
+    side by side (pip mostly waits on disk)."""
+    envs = environments(config, stages)
+    stages = tuple(envs)
     pythons = {stage: existing_interpreter(env, stage) for stage, env in envs.items()}
     for stage, env in envs.items():
         try:
             if pythons[stage] is None:
                 requirements_stamp(env.extras, env.torch_index)
         except LockError as e:
-            raise EnvError(f"{stage}.env.extras: {e}") from None
+            raise EnvError(f"{env_key(stage)}.extras: {e}") from None
     to_build = [stage for stage in stages if pythons[stage] is None]
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(stages)) as pool:
         futures = {stage: pool.submit(ensure_venv, envs[stage].venv, envs[stage].extras, stage,

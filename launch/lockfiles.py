@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -77,19 +78,51 @@ def read_lock(extras: list[str], requirements: list[str], torch_index: str | Non
     return path
 
 
+def without_dependencies() -> list[str]:
+    """The packages pyproject.toml says to install without their own dependency pins (normalised names)."""
+    with open(os.path.join(REPO_ROOT, "pyproject.toml"), "rb") as f:
+        tool = tomllib.load(f).get("tool", {}).get(PROJECT, {})
+    return [_normalised(name) for name in tool.get("install-without-dependencies", [])]
+
+
+def _normalised(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _requirement_name(requirement: str) -> str:
+    return _normalised(re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement).group(1))
+
+
 def make_lock(extras: list[str], requirements: list[str], torch_index: str | None) -> str:
-    """Resolve the project's requirements with pip (nothing is installed) and write the lock; returns its path."""
+    """Resolve the project's requirements with pip (nothing is installed) and write the lock; returns its path.
+
+    A package installed without its own dependencies (`without_dependencies`) is left out of the resolution and
+    added to the lock as pinned; its extra lists what it needs.
+    """
+    alone = [r for r in requirements if _requirement_name(r) in without_dependencies()]
+    if any("==" not in r for r in alone):
+        raise LockError(f"{alone}: a package installed without its dependencies must be pinned with ==")
     spec = f"{REPO_ROOT}[{','.join(extras)}]" if extras else REPO_ROOT
     index = ["--extra-index-url", torch_index] if torch_index else []
     with tempfile.TemporaryDirectory() as tmp:
         report_path = os.path.join(tmp, "report.json")
+        if alone:
+            listed = os.path.join(tmp, "requirements.txt")
+            with open(listed, "w", encoding="utf-8") as f:
+                f.write("\n".join(r for r in requirements if r not in alone) + "\n")
+            target = ["-r", listed]
+        else:
+            target = ["-e", spec]
         done = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
-                               "--quiet", "--disable-pip-version-check", "--report", report_path, *index, "-e", spec],
+                               "--quiet", "--disable-pip-version-check", "--report", report_path, *index, *target],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if done.returncode != 0:
             raise LockError(f"pip could not resolve {spec}:\n{done.stdout[-4000:]}")
         with open(report_path, encoding="utf-8") as f:
             report = json.load(f)
+    for requirement in alone:
+        name, version = (part.strip() for part in requirement.split("=="))
+        report["install"].append({"metadata": {"name": name, "version": version}})
     path = lock_path(extras, torch_index)
     os.makedirs(LOCKS_DIR, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
@@ -108,8 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for path in args.config:
             config = load_config(path)
-            for stage in ("edit", "score"):
-                env = getattr(config, stage).env
+            server = config.score.server
+            served = [server.start.env] if server is not None and server.start is not None else []
+            for env in (config.edit.env, config.score.env, *served):
                 if env.venv:
                     wanted[lock_path(env.extras, env.torch_index)] = (env.extras, env.torch_index)
         for extras, torch_index in wanted.values():
