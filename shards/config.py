@@ -20,8 +20,8 @@ import yaml
 from shards.config_schema import (REPO_ROOT,  # noqa: F401 (re-exported: the config's types are imported from here)
                                   SINGLE_DIMENSION, TEMPLATE_FIELDS, CategoryPrompts, DatasetConfig, Dimension,
                                   DistributedConfig, EditConfig, EditSpeed, Environment, LoraAdapter, RunConfig,
-                                  ScoreConfig)
-from shards.typed_data import ConfigError, build, where
+                                  ScoreConfig, ServerConfig, ServerStart)
+from shards.typed_data import ConfigError, build, quote, where
 from shards.typed_yaml import load_yaml, set_dotted
 
 EXTRA_FIELD = re.compile(r"extra\[([^\]]+)\]")   # a sample's own field in a template: {extra[reference]}
@@ -148,6 +148,46 @@ def _check(config: RunConfig) -> None:
         if value < 1:
             raise ConfigError(f"{where(src, keypath)}: must be at least 1, got {value}")
     _check_categories(config)
+    _check_server(config)
+
+
+def _check_server(config: RunConfig) -> None:
+    """The `server` backend's settings: an endpoint to send to (a URL, or a server the launcher starts), sane
+    limits, and the name of the key's environment variable rather than a key."""
+    src, score = config.source, config.score
+    if score.image_max_side is not None and score.image_max_side < 32:
+        raise ConfigError(f"{where(src, 'score.image_max_side')}: must be at least 32 pixels, got {score.image_max_side}")
+    if score.backend == "transformers":
+        if score.server is not None:
+            raise ConfigError(f"{where(src, 'score.server')}: only used with score.backend: server")
+        return
+    server = score.server
+    if server is None:
+        raise ConfigError(f"{where(src, 'score.server')}: required with score.backend: server (a url, or start)")
+    if (server.url is None) == (server.start is None):
+        raise ConfigError(f"{where(src, 'score.server')}: give either url (a running server or API) or start (the "
+                          "launcher starts one on each node), not both")
+    if server.url is not None and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", server.url):
+        raise ConfigError(f"{where(src, 'score.server.url')}: expected http://HOST[:PORT]/PATH or https://..., got "
+                          f"{quote(server.url)}")
+    if server.api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", server.api_key_env):
+        raise ConfigError(f"{where(src, 'score.server.api_key_env')}: the NAME of an environment variable that holds "
+                          "the key (e.g. OPENAI_API_KEY), never the key itself")
+    limits = {"max_concurrency": server.max_concurrency, "timeout_s": server.timeout_s,
+              "top_logprobs": server.top_logprobs, "requests_per_minute": server.requests_per_minute}
+    if server.start is not None:
+        limits.update({"start.port": server.start.port, "start.ready_timeout_s": server.start.ready_timeout_s,
+                       "start.gpus": server.start.gpus})
+        if not 1 <= server.start.port <= 65535:
+            raise ConfigError(f"{where(src, 'score.server.start.port')}: not a port: {server.start.port}")
+        if config.distributed.device == "auto":
+            raise ConfigError(f"{where(src, 'distributed.device')}: set cuda or cpu when the launcher starts the "
+                              "judge server: it picks the server's environment (vllm, or the CPU build) by it")
+    for key, value in limits.items():
+        if value is not None and value <= 0:
+            raise ConfigError(f"{where(src, 'score.server.' + key)}: must be positive, got {value}")
+    if server.retries < 0:
+        raise ConfigError(f"{where(src, 'score.server.retries')}: must be 0 or more, got {server.retries}")
 
 
 def _check_lora(config: RunConfig) -> None:
@@ -310,11 +350,16 @@ def _resolve_paths(config: RunConfig) -> RunConfig:
 
     edit, score = config.edit, config.score
     lora = [dataclasses.replace(a, path=model(a.path, False)) for a in edit.lora]
+    server = score.server
+    if server is not None and server.start is not None:
+        serve = "serve-cpu" if config.distributed.device == "cpu" else "serve"
+        server = dataclasses.replace(server, start=dataclasses.replace(server.start, env=env(server.start.env, serve)))
     return dataclasses.replace(
         config,
         output_dir=path(config.output_dir),
         dataset=dataclasses.replace(config.dataset, path=path(config.dataset.path)),
         edit=dataclasses.replace(edit, env=env(edit.env, "edit"), model=model(edit.model, edit.build_tiny),
                                  lora=lora),
-        score=dataclasses.replace(score, env=env(score.env, "score"), model=model(score.model, score.build_tiny)),
+        score=dataclasses.replace(score, env=env(score.env, "score"), model=model(score.model, score.build_tiny),
+                                  server=server),
     )

@@ -166,13 +166,69 @@ class CategoryPrompts:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ServerStart:
+    """A judge server the launcher starts on each node before the score stage, and stops after it (at the end, on
+    failure and on Ctrl-C or SIGTERM)."""
+
+    engine: Literal["vllm"] = "vllm"
+    """The serving engine: vLLM's OpenAI-compatible server, serving `score.model` under that name."""
+    args: list[str] = field(default_factory=list)
+    """More engine arguments, e.g. ["--tensor-parallel-size", "8"] for a judge larger than one GPU, or
+    ["--data-parallel-size", "8"] for one replica per GPU."""
+    gpus: int | None = None
+    """How many of the node's GPUs the server gets (the first N; None: all of them)."""
+    env: Environment = field(default_factory=Environment)
+    """Interpreter of the server's environment (vLLM pins its own torch). With none set, the launcher builds
+    `.envs/serve` (extra `serve`: vllm) for CUDA, or `.envs/serve-cpu` (extra `serve-cpu`) for the CPU."""
+    port: int = 8000
+    """The port it listens on, on this node's loopback interface."""
+    ready_timeout_s: int = 1200
+    """How long the launcher waits for the server to answer /health before it stops with the log's last lines."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerConfig:
+    """A judge behind an OpenAI-compatible chat-completions endpoint: any server or hosted API, or a vLLM server
+    the launcher starts (`start`)."""
+
+    url: str | None = None
+    """Base URL of the API, e.g. http://judge-node:8000/v1 or https://api.openai.com/v1 (None with `start`: this
+    node's own server)."""
+    api_key_env: str | None = None
+    """Name of the environment variable holding the API key; the key itself is never logged, recorded or written."""
+    max_concurrency: int = 8
+    """Requests in flight at once, per score rank."""
+    timeout_s: float = 600.0
+    """How long one request may take before it is sent again."""
+    retries: int = 6
+    """How many times a request is sent again after a connection error, a timeout, 408, 409, 429 or 5xx, with
+    exponential backoff that honours Retry-After; after that the stage stops, resumable."""
+    requests_per_minute: float | None = None
+    """Send at most this many requests a minute from each rank (a hosted API's rate limit; None: no limit)."""
+    top_logprobs: int = 20
+    """`expected` mode where the server cannot return the probabilities of chosen tokens (vLLM's
+    logprob_token_ids): how many of the likeliest tokens to ask for at the score's position (OpenAI: at most 20)."""
+    start: ServerStart | None = None
+    """Start a vLLM server on each node for the score stage (None: use `url`)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class ScoreConfig:
-    """The score stage: a Qwen3-VL judge through transformers."""
+    """The score stage: a Qwen3-VL judge through transformers, or any judge behind an OpenAI-compatible server."""
 
     env: Environment = field(default_factory=Environment)
     """Interpreter of the judge environment (transformers 5.x)."""
     model: str
-    """Hub id or local folder of the judge checkpoint."""
+    """Hub id or local folder of the judge checkpoint; with the `server` backend, the model the server serves
+    (a launched vLLM serves this checkpoint under this name; a hosted API's model, e.g. gpt-4.1-2025-04-14)."""
+    backend: Literal["transformers", "server"] = "transformers"
+    """Who answers: `transformers`, the judge loaded in each score rank's process on its GPU; or `server`, an
+    OpenAI-compatible endpoint (`server`) the ranks send their questions to."""
+    server: ServerConfig | None = None
+    """The endpoint of the `server` backend."""
+    image_max_side: int | None = None
+    """Shrink every picture the judge sees so that its longer side is at most this many pixels (both backends
+    alike; RISEBench judges at 768), keeping its aspect ratio (None: as they are)."""
     build_tiny: bool = False
     """Demo and tests only: build a tiny random-weight judge at `model` first if it is missing."""
     trust_remote_code: bool = False

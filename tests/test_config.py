@@ -355,3 +355,49 @@ def test_yaml_nested_too_deep_is_named_not_a_traceback(tmp_path):
     args = stage_argument_parser("x", "x").parse_args(["--config", "c", "--set", "x=" + "[" * 5000 + "]" * 5000])
     with pytest.raises(ConfigError, match="--set x=.*nested too deep"):
         overrides_from_args(args)
+
+
+SERVED = os.path.join(REPO, "configs", "demo-served.yaml")
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"score.backend": "server"}, "score.server: required with score.backend: server"),
+    ({"score.server": {"url": "http://h:1/v1"}}, "score.server: only used with score.backend: server"),
+    ({"score.backend": "server", "score.server": {"url": "http://h:1/v1", "start": {}}},
+     "score.server: give either url (a running server or API) or start"),
+    ({"score.backend": "server", "score.server": {"url": "h:1/v1"}}, "score.server.url: expected http://HOST"),
+    ({"score.backend": "server", "score.server": {"url": "http://h:1/v1", "api_key_env": "sk-abc123"}},
+     "score.server.api_key_env: the NAME of an environment variable"),
+    ({"score.backend": "server", "score.server": {"url": "http://h:1/v1", "max_concurrency": 0}},
+     "score.server.max_concurrency: must be positive"),
+    ({"score.backend": "server", "score.server": {"start": {"port": 70000}}}, "score.server.start.port: not a port"),
+    ({"score.backend": "server", "score.server": {"start": {}}, "distributed.device": "auto"},
+     "distributed.device: set cuda or cpu when the launcher starts the judge server"),
+    ({"score.image_max_side": 8}, "score.image_max_side: must be at least 32"),
+    ({"score.backend": "served"}, "score.backend: 'served' is not one of ['transformers', 'server']"),
+])
+def test_a_served_judges_settings_are_checked_at_load(tmp_path, changes, expected):
+    assert expected in _error(tmp_path, changes=changes)
+
+
+def test_the_served_demo_starts_vllms_cpu_build_from_its_own_environment():
+    config = load_config(SERVED)
+    server = config.score.server
+    assert config.score.backend == "server" and server.url is None and server.start.engine == "vllm"
+    assert server.start.env.venv == os.path.join(REPO, ".envs", "serve-cpu") and server.start.env.extras == ["serve-cpu"]
+    gpu = load_config(SERVED, {"distributed.device": "cuda"})
+    assert gpu.score.server.start.env.venv == os.path.join(REPO, ".envs", "serve")
+
+
+def test_how_fast_and_how_many_at_once_are_not_what_a_served_run_is(tmp_path):
+    from shards.folder.identity import run_identity
+
+    base = run_identity(load_config(SERVED, {"output_dir": str(tmp_path)}), "score")
+    faster = run_identity(load_config(SERVED, {"output_dir": str(tmp_path), "score.server.max_concurrency": 64,
+                                               "score.server.start.args": ["--data-parallel-size", "8"]}), "score")
+    assert base == faster
+    assert base["score.server host"] == "the launcher's vLLM on each node"
+    hosted = run_identity(load_config(SERVED, {"output_dir": str(tmp_path), "score.server": {
+        "url": "https://api.example.com/v1"}}), "score", served_model="gpt-x-2026-01-01")
+    assert hosted["score.server host"] == "api.example.com"
+    assert hosted["score.model as the server reports it"] == "gpt-x-2026-01-01"

@@ -18,27 +18,39 @@ import fcntl
 import hashlib
 import json
 import os
+import urllib.parse
 from typing import Any, Iterator
 
 from shards.config import RunConfig
 from shards.files import atomic_write_json, sha256_file
-from shards.folder.records import FINGERPRINT_SUFFIX, ResumeError, check_fresh, read_record
+from shards.folder.records import FINGERPRINT_SUFFIX, REPORTED_SUFFIX, ResumeError, check_fresh, discovered, read_record
 from shards.journal import PROGRESS_DIR
 
 # Settings that change how a stage runs, not what it produces: a resumed run may change them freely.
 OPERATIONAL = {
     "edit": ("env", "build_tiny", "samples_per_shard", "trust_remote_code"),
-    "score": ("env", "build_tiny", "batch_size", "trust_remote_code"),
+    "score": ("env", "build_tiny", "batch_size", "trust_remote_code", "server"),
 }
 DIGEST_CACHE = "model-digests.json"
 HASH_THREADS = 8                                   # hashlib releases the GIL: files are hashed side by side
 _ABSENT = object()
 
 
-def run_identity(config: RunConfig, stage: str) -> dict[str, Any]:
-    """The settings, model and (for the edit stage) dataset that decide a stage's results, as flat JSON data."""
+def run_identity(config: RunConfig, stage: str, served_model: str | None = None) -> dict[str, Any]:
+    """The settings, model and (for the edit stage) dataset that decide a stage's results, as flat JSON data.
+
+    Args:
+        served_model: A served judge's model as its server reports it (a dated snapshot of a hosted model, say),
+            once the server answered; None before.
+    """
     settings = dataclasses.asdict(getattr(config, stage))
     identity = {f"{stage}.{k}": v for k, v in settings.items() if k not in OPERATIONAL[stage]}
+    if stage == "score" and config.score.backend == "server":
+        # How fast and how many at once are the client's business; which server answers is not.
+        server = config.score.server
+        identity["score.server host"] = urllib.parse.urlsplit(server.url).hostname if server.url else \
+            "the launcher's vLLM on each node"
+        identity[f"score.model{REPORTED_SUFFIX}"] = served_model
     cache = os.path.join(config.output_dir, PROGRESS_DIR, DIGEST_CACHE)
     identity[f"{stage}.model{FINGERPRINT_SUFFIX}"] = model_fingerprint(settings["model"], cache)
     if stage == "edit":
@@ -84,14 +96,14 @@ def check_identity(output_dir: str, stage: str, identity: dict[str, Any]) -> lis
         was, now = before.get(key, _ABSENT), identity.get(key, _ABSENT)
         if was == now:
             continue
-        if key.endswith(FINGERPRINT_SUFFIX):
-            model = identity.get(key[: -len(FINGERPRINT_SUFFIX)], "?")
+        if discovered(key):
+            model = identity.get(key[: -len(FINGERPRINT_SUFFIX)], "?") if key.endswith(FINGERPRINT_SUFFIX) else None
             if None in (was, now) or _ABSENT in (was, now):
-                notes.append(f"{key} ({model}): not compared, it could not be computed "
-                             f"{'when the run started' if was in (None, _ABSENT) else 'now'} (a hub id, or a "
-                             "folder not built yet)")
+                notes.append(f"{key}{f' ({model})' if model else ''}: not compared, it could not be computed "
+                             f"{'when the run started' if was in (None, _ABSENT) else 'now'} (a hub id, a "
+                             "folder not built yet, or a server not up yet)")
                 continue
-            key = f"{key} ({model})"
+            key = f"{key} ({model})" if model else key
         differences.append(f"{key}: was {_short(was)}, now {_short(now)}")
     if differences:
         raise ResumeError(

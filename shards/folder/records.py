@@ -28,6 +28,13 @@ from shards.typed_data import SchemaError, load_json
 # A value that may be unknown when a run starts (a model folder built on first use, a hub id) and filled in by a
 # later attempt; every other identity value, null included, is compared as it is.
 FINGERPRINT_SUFFIX = " files fingerprint"
+REPORTED_SUFFIX = " as the server reports it"     # a served judge's model: known once the server answers
+
+
+def discovered(key: str) -> bool:
+    """An identity value that may be unknown when a run starts (a checkpoint not on disk yet, a server not up yet)
+    and is filled in by a later attempt: null there means "not known", not a value."""
+    return key.endswith((FINGERPRINT_SUFFIX, REPORTED_SUFFIX))
 # What `atomic_write` leaves behind when it is killed between writing and renaming.
 _TEMPORARY = r"\.tmp-\d+-[0-9a-f]{8}"
 _PART = re.compile(rf"{SHARDS_DIR}/edit-r(\d{{5}})-of-(\d{{5}})-p\d{{4,}}\.safetensors(?:{_TEMPORARY})?")
@@ -73,7 +80,7 @@ def begin_attempt(output_dir: str, stage: str, identity: dict[str, Any], **facts
     record = read_record(output_dir, stage) or {"schema_version": RUN_RECORD_SCHEMA_VERSION, "identity": identity,
                                                 "attempts": [], "outputs": []}
     for key, value in identity.items():
-        if key.endswith(FINGERPRINT_SUFFIX) and record["identity"].get(key) is None:
+        if discovered(key) and record["identity"].get(key) is None:
             record["identity"][key] = value
     record["attempts"].append({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **facts})
     _write_record(output_dir, stage, record)

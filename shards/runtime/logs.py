@@ -105,8 +105,9 @@ class ProgressEvents:
 
 
 @contextlib.contextmanager
-def exit_on_input_error():
-    """Turn a config, dataset, shard, resume or device error into one clear message and exit status 2.
+def exit_on_input_error(*more: type[BaseException]):
+    """Turn a config, dataset, shard, resume or device error (or one of `more`: a stage's own, such as a judge
+    server that cannot judge) into one clear message and exit status 2.
 
     These errors name the file and key or sample at fault; a traceback would only bury that line. Every rank
     raises the same error from the same data, so every rank exits, and none waits at a collective; rank 0 says it.
@@ -120,7 +121,7 @@ def exit_on_input_error():
 
     try:
         yield
-    except (ConfigError, DatasetError, ShardError, ResumeError, DeviceError, HubError) as e:
+    except (ConfigError, DatasetError, ShardError, ResumeError, DeviceError, HubError, *more) as e:
         if os.environ.get("RANK", "0") != "0":
             # torchrun stops every rank once one exits: leave rank 0 the time to say it first (and stop this
             # one), and say it here only if rank 0 has not, so the message is printed once and never lost.

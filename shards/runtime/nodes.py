@@ -31,7 +31,7 @@ from typing import Any
 from shards.config import ConfigError, RunConfig, to_dict
 from shards.files import sha256_file
 from shards.folder.identity import run_identity
-from shards.folder.records import FINGERPRINT_SUFFIX
+from shards.folder.records import FINGERPRINT_SUFFIX, discovered
 from shards.runtime.provenance import package_versions, source_digest, tool_version
 
 # Dotted setting paths (and everything under them) that may differ from node to node.
@@ -93,7 +93,7 @@ def node_differences(nodes: list[dict[str, Any]]) -> list[str]:
 
 def _comparable(key: str, was: Any, now: Any) -> bool:
     """A fingerprint or commit that one node could not compute says nothing about the other's."""
-    return not ((key.endswith(FINGERPRINT_SUFFIX) or key == COMMIT) and None in (was, now))
+    return not ((discovered(key) or key == COMMIT) and None in (was, now))
 
 
 def _same_files(key: str, mine: dict[str, Any], theirs: dict[str, Any]) -> bool:

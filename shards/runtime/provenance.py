@@ -83,7 +83,8 @@ def judging_record(cfg: ScoreConfig) -> dict[str, Any]:
                "user_prompt_template_sha256": _sha256(d.user_prompt_template)}
         for name, d in p.dimensions.items()}} for category, p in cfg.prompts.items()}
     return {"mode": cfg.mode, "answer_prefix": cfg.answer_prefix, "max_new_tokens": cfg.max_new_tokens,
-            "do_sample": False, "batch_size": cfg.batch_size, "dtype": cfg.dtype, "prompts": prompts,
+            "do_sample": False, "batch_size": cfg.batch_size, "dtype": cfg.dtype, "image_max_side": cfg.image_max_side,
+            "prompts": prompts,
             "prompts_sha256": _sha256(json.dumps(dataclasses.asdict(cfg)["prompts"], sort_keys=True))}
 
 
