@@ -148,6 +148,9 @@ CHAT_TEMPLATE = r"""{%- if tools %}
 """
 
 TEXT_HIDDEN = 64  # == vision out_hidden_size, or the merged image features do not fit the text embeddings
+# An expert's width. Neither TEXT_HIDDEN nor half of it: transformers 5.x tells the released expert layout from its
+# own only by shape, so square expert tensors would load silently transposed (another model).
+MOE_INTERMEDIATE = 48
 TEXT_LAYERS = 2
 TEXT_HEAD_DIM = 32
 # Interleaved M-RoPE splits head_dim/2 = 16 frequencies into T/H/W. H and W take every third slot up to 3*section,
@@ -199,9 +202,9 @@ def _text_config(tokenizer: Qwen2Tokenizer, moe: bool) -> dict:
         bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )
-    if moe:  # 30B-A3B: every layer sparse (real: 128 experts, 8 active)
-        config.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=TEXT_HIDDEN // 2,
-                      decoder_sparse_step=1, mlp_only_layers=[])
+    if moe:  # 30B-A3B: every layer sparse (real: 128 experts, 8 active), top-k weights renormalised as released
+        config.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=MOE_INTERMEDIATE,
+                      decoder_sparse_step=1, mlp_only_layers=[], norm_topk_prob=True)
     return config
 
 
@@ -249,6 +252,24 @@ def _check_shapes(config: Qwen3VLConfig | Qwen3VLMoeConfig) -> None:
         raise ValueError("vision out_hidden_size must equal the text hidden_size")
 
 
+def _released_expert_layout(folder: pathlib.Path) -> None:
+    """Store the fused experts as the released Qwen3-VL-30B-A3B checkpoint does (saved by transformers 4.57):
+    `mlp.experts.gate_up_proj` (E, hidden, 2*inter) and `mlp.experts.down_proj` (E, inter, hidden). transformers
+    5.x writes its own layout, transposed, which vLLM cannot load (it transposes on load as the released layout
+    wants); transformers 5.x reads both, telling them apart by shape."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    for shard in sorted(folder.glob("*.safetensors")):
+        with safe_open(shard, "pt") as f:
+            metadata = f.metadata()
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+        for name, tensor in tensors.items():
+            if name.endswith((".mlp.experts.gate_up_proj", ".mlp.experts.down_proj")):
+                tensors[name] = tensor.transpose(1, 2).contiguous()
+        save_file(tensors, shard, metadata=metadata)
+
+
 def generation_config(tokenizer: Qwen2Tokenizer) -> GenerationConfig:
     """The real Instruct generation_config.json: it samples by default, so a judge must pass do_sample=False."""
     endoftext = tokenizer.convert_tokens_to_ids("<|endoftext|>")
@@ -276,6 +297,8 @@ def build_tiny_judge(output_dir: str | os.PathLike, *, moe: bool = False, seed: 
     with tempfile.TemporaryDirectory(dir=output_dir, prefix=".tmp-") as staging:
         _processor(tokenizer).save_pretrained(staging)
         _model(tokenizer, moe, seed).save_pretrained(staging)
+        if moe:
+            _released_expert_layout(pathlib.Path(staging))
         # config.json goes last: a reader that sees it sees a complete judge, never half of one.
         for path in sorted(pathlib.Path(staging).iterdir(), key=lambda f: f.name == "config.json"):
             os.replace(path, output_dir / path.name)
