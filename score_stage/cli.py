@@ -20,10 +20,11 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from score_stage.follow import follow_edits
 from score_stage.inputs import check_judged, selected_entries, verify_inputs_before_judging
+from score_stage.judges.server_answers import ServerError
 from score_stage.outputs import make_thumbnails, write_outputs
 from score_stage.worker import JudgeWorker, chunked, recorded_judgements
 from shards.config import RunConfig, load_config, overrides_from_args, stage_argument_parser
-from shards.folder.identity import check_resumable, run_identity
+from shards.folder.identity import check_identity, check_resumable, run_identity
 from shards.folder.liveness import rank_dies_with_torchrun
 from shards.folder.lock import release, take_for_stage
 from shards.folder.records import begin_attempt, check_restartable, end_attempt, restart
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         log = setup_logging("score", state, config.output_dir)
         start_over_if_asked(config, state, args.restart, notes, log)
         ensure_tiny_judge(config, state)
-        with exit_on_input_error():
+        with exit_on_input_error(ServerError):
             judged = (judge_following_edits(config, state, log) if args.follow_edits else
                       judge_after_edits(config, manifest, entries, state, log))
         report(config, state, judged, start, log)
@@ -113,12 +114,14 @@ def start_over_if_asked(config: RunConfig, state: DistState, restart_requested: 
     barrier()  # nobody reads the journals while rank 0 removes them
 
 
-def record_attempt(config: RunConfig, state: DistState, **counts: Any) -> None:
+def record_attempt(config: RunConfig, state: DistState, worker: JudgeWorker | None, **counts: Any) -> None:
     """Rank 0 records the run's identity and this attempt (after the tiny judge is built, so that its fingerprint
-    is recorded); every rank waits for it."""
+    is recorded, and after a judge server answered, so that the model it reports is: a resumed run whose server
+    now reports another model is refused); every rank waits for it."""
     if state.is_main:
-        begin_attempt(config.output_dir, "score", run_identity(config, "score"), world_size=state.world_size,
-                      **counts)
+        identity = run_identity(config, "score", worker.reported_model if worker else None)
+        check_identity(config.output_dir, "score", identity)
+        begin_attempt(config.output_dir, "score", identity, world_size=state.world_size, **counts)
     barrier()  # the record exists before any rank opens a journal: every file in the folder is accounted for
 
 
@@ -127,24 +130,25 @@ def judge_after_edits(config: RunConfig, manifest: dict, entries: list[dict], st
     the shared queue."""
     before = recorded_judgements(config, {e["id"]: e["sha256"] for e in entries if e["status"] == "ok"}, log)
     todo = [e for e in entries if e["status"] == "ok" and e["id"] not in before]
-    record_attempt(config, state, done_before=len(before), to_do=len(todo))
     verify_inputs_before_judging(config, manifest, entries, todo, state)
+    worker = JudgeWorker(config, manifest["dataset"]["root"], state, len(todo), log) if todo else None
+    record_attempt(config, state, worker, done_before=len(before), to_do=len(todo))
     failed = sum(e["status"] == "failed" for e in entries)
     log.info("%d samples selected: %d judged before, %d failed in the edit stage, %d to judge on %d ranks "
              "(shards verified; each takes the next chunk of %d as it finishes one)", len(entries), len(before),
              failed, len(todo), state.world_size, config.score.batch_size, extra=EVERY_RANK)
-    if not todo:
+    if worker is None:
         return Judged(manifest, entries, before, {"results": [], "rank": state.rank, "samples": 0, "busy_s": 0.0,
                                                   "load_s": 0.0})
-    worker = JudgeWorker(config, manifest["dataset"]["root"], state, len(todo), log)
     worker.judge_chunks(chunked(todo, config.score.batch_size), "score")
     return Judged(manifest, entries, before, worker.close())
 
 
 def judge_following_edits(config: RunConfig, state: DistState, log) -> Judged:
     """Judge the edits as they land, then read the manifest the edit stage completed."""
-    record_attempt(config, state, follows_edits=True)
-    summary, before = follow_edits(config, state, log)
+    worker = JudgeWorker(config, os.path.dirname(config.dataset.path), state, 0, log)
+    record_attempt(config, state, worker, follows_edits=True)
+    summary, before = follow_edits(config, state, log, worker)
     manifest = read_manifest(config.output_dir)
     return Judged(manifest, selected_entries(config, manifest), before, summary)
 

@@ -59,8 +59,10 @@ class Folder:
         return all(i in listed and listed[i]["status"] == "ok" and i in self.entries for i in self.expected)
 
 
-def follow_edits(config: RunConfig, state: DistState, log) -> tuple[dict[str, Any], dict[str, dict]]:
-    """Judge every expected sample as its part lands, until the edit stage's manifest is complete.
+def follow_edits(config: RunConfig, state: DistState, log, judging: JudgeWorker) -> tuple[dict[str, Any],
+                                                                                          dict[str, dict]]:
+    """Judge every expected sample as its part lands, until the edit stage's manifest is complete, with this rank's
+    `judging` worker (its judge loaded, its journal not yet opened).
 
     Returns:
         (this rank's judging summary, the judgements recorded before this run that were reused)
@@ -76,7 +78,7 @@ def follow_edits(config: RunConfig, state: DistState, log) -> tuple[dict[str, An
     log.info("following the edits: %d samples expected, %d judged before, %d to judge in %d chunks as their "
              "shard parts land", len(expected), len(before), len(todo), len(chunks))
     root = os.path.dirname(config.dataset.path)
-    judging = JudgeWorker(config, root, state, len(todo), log)
+    judging.total = len(todo)
     dispatched, done, rounds = set(), False, 0
     while not done or len(dispatched) < len(chunks):
         news = {"ready": [], "done": False, "entries": {}}

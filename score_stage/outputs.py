@@ -9,6 +9,7 @@ from score_stage.inputs import original_path
 from score_stage.worker import edited_image
 from shards.config import RunConfig, to_dict
 from shards.folder.identity import run_identity
+from shards.folder.records import REPORTED_SUFFIX, read_record
 from shards.images import open_image
 from shards.runtime.dist import DistState, map_in_parallel
 from shards.runtime.provenance import hub_revision, installed_packages, judging_record, package_versions, tool_version
@@ -68,9 +69,11 @@ def run_record(config: RunConfig, manifest: dict) -> dict[str, Any]:
     """What makes the scores reproducible: the dataset file's sha256, editor and judge (hub revision, or the local
     files' fingerprint), every prompt's sha256 and the decoding settings, the seeds, the tool's version and both
     environments."""
-    judge = config.score.model
+    judge, identity = config.score.model, read_record(config.output_dir, "score")["identity"]
+    served = {"server_host": identity.get("score.server host"),
+              "served_model": identity.get(f"score.model{REPORTED_SUFFIX}")} if config.score.backend == "server" else {}
     return {"dataset": {k: manifest["dataset"][k] for k in ("path", "sha256")}, "editor": manifest["model"],
-            "judge": {"model": judge, "revision": hub_revision(judge),
+            "judge": {"model": judge, "revision": hub_revision(judge), "backend": config.score.backend, **served,
                       "fingerprint": run_identity(config, "score")["score.model files fingerprint"]},
             "judging": judging_record(config.score),
             "seeds": {"edit": manifest["model"].get("seed"), "per_sample": "sha256(edit seed, sample id)",

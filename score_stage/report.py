@@ -63,9 +63,13 @@ def overall(categories: dict[str, dict[str, Any]], results: list[dict[str, Any]]
         dim_macro, dim_in_mean = macro(lambda c: c["dimensions"].get(name, {}).get("mean"))
         dimensions[name] = {"scored": d["scored"], "mean_over_samples": d["mean"],
                             "mean_over_categories": dim_macro, "categories_in_mean": dim_in_mean}
-    return {**{k: every[k] for k in ("count", "scored", "unparsed", "failed", "min", "max")},
-            "mean_over_samples": every["mean"], "mean_over_categories": mean_over_categories,
-            "categories_in_mean": in_mean, "dimensions": dimensions}
+    found = {**{k: every[k] for k in ("count", "scored", "unparsed", "failed", "min", "max")},
+             "mean_over_samples": every["mean"], "mean_over_categories": mean_over_categories,
+             "categories_in_mean": in_mean, "dimensions": dimensions}
+    spent = [r["tokens"] for r in results if r.get("tokens")]
+    if spent:
+        found["tokens"] = {k: sum(t[k] for t in spent) for k in ("prompt", "completion")}
+    return found
 
 
 def build_report(results: list[dict[str, Any]], category_order: list[str],

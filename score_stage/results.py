@@ -13,20 +13,29 @@ from score_stage.scoring import combine
 
 def sample_result(entry: dict[str, Any], answers: dict[str, dict[str, Any]], rule: str, *, rank: int,
                   world_size: int, seconds: float) -> dict[str, Any]:
-    """The result of a judged sample: `unparsed` (no score) if any dimension's answer has no score."""
+    """The result of a judged sample: `failed` with the reason if any dimension's answer could not hold a score
+    (empty, refused, blocked), else `unparsed` (no score) if any dimension's answer has no score."""
     scores = [answer["score"] for answer in answers.values()]
+    failed = {name: a["failed"] for name, a in answers.items() if a.get("failed")}
     parsed = all(score is not None for score in scores)
     responses = {name: a["response"] for name, a in answers.items() if a.get("response") is not None}
-    return {
+    result = {
         "id": entry["id"], "category": entry["category"], "instruction": entry["instruction"],
         "image_sha256": entry["sha256"],
-        "score": combine(scores, rule) if parsed else None,
-        "status": "ok" if parsed else "unparsed",
+        "score": combine(scores, rule) if parsed and not failed else None,
+        "status": "failed" if failed else "ok" if parsed else "unparsed",
         "dimensions": answers,
         "response": "\n".join(responses.values() if len(answers) == 1 else
                               (f"[{name}] {text}" for name, text in responses.items())) if responses else None,
         "rank": rank, "world_size": world_size, "judge_seconds": round(seconds, 4),
     }
+    if failed:
+        result["reason"] = "; ".join(reason if len(answers) == 1 else f"{name}: {reason}"
+                                     for name, reason in failed.items())
+    spent = [a["tokens"] for a in answers.values() if a.get("tokens")]
+    if spent:
+        result["tokens"] = {k: sum(t[k] for t in spent) for k in ("prompt", "completion")}
+    return result
 
 
 def failed_result(entry: dict[str, Any]) -> dict[str, Any]:
@@ -40,7 +49,9 @@ def describe(result: dict[str, Any]) -> str:
     with its two likeliest values (`expected` mode) or the start of the judge's answer (`generate` mode)."""
     parts = []
     for name, answer in result["dimensions"].items():
-        if "distribution" in answer:
+        if answer.get("failed"):
+            parts.append(f"{name} failed: {answer['failed'][:60]}")
+        elif "distribution" in answer:
             top = sorted(enumerate(answer["distribution"]), key=lambda sp: -sp[1])[:2]
             parts.append(f"{name}={answer['score']:.2f} (P " + " ".join(f"{s}:{p:.2f}" for s, p in top) + ")")
         else:

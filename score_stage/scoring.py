@@ -33,6 +33,14 @@ def score_distribution(first: torch.Tensor, after_one: torch.Tensor, digit_ids: 
     """
     p = torch.softmax(first.double(), dim=-1)[digit_ids]
     q = torch.softmax(after_one.double(), dim=-1)[digit_ids]
+    return digit_distribution(p, q)
+
+
+def digit_distribution(p: torch.Tensor, q: torch.Tensor) -> tuple[list[float], float]:
+    """P(score = s) for s = 0..10 from the digits' probabilities right after the prefix (`p`) and after the
+    prefix and a "1" (`q`), each a float64 tensor of 10 in the order "0".."9"; and the valid mass. Both judges,
+    in process and served, compute a score's distribution here.
+    """
     ends_after_one = 1.0 - q.sum()                       # the number is "1": no further digit follows
     raw = torch.cat([p[:1], (p[1] * ends_after_one).reshape(1), p[2:], (p[1] * q[0]).reshape(1)])
     mass = raw.sum()

@@ -38,11 +38,20 @@ def edited_image(config: RunConfig, entry: dict[str, Any]) -> Image.Image:
 
 
 def shown_images(config: RunConfig, root: str, entry: dict[str, Any], shown: str) -> list[Image.Image]:
-    """What the judge sees for one query: the edited image, after the original when the dimension asks for it."""
-    edited = edited_image(config, entry)
-    if shown == "edited":
-        return [edited]
-    return [open_image(os.path.join(root, entry["image"])), edited]
+    """What the judge sees for one query: the edited image, after the original when the dimension asks for it;
+    each no longer on its longer side than `score.image_max_side`, whichever judge looks."""
+    images = [edited_image(config, entry)] if shown == "edited" else \
+        [open_image(os.path.join(root, entry["image"])), edited_image(config, entry)]
+    return [within(image, config.score.image_max_side) for image in images]
+
+
+def within(image: Image.Image, max_side: int | None) -> Image.Image:
+    """`image` shrunk (Lanczos, aspect ratio kept) so that its longer side is at most `max_side` pixels."""
+    if max_side is None or max(image.size) <= max_side:
+        return image
+    scale = max_side / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS)
 
 
 def original_problem(root: str, entry: dict) -> str | None:
@@ -75,23 +84,41 @@ def recorded_judgements(config: RunConfig, pixels: dict[str, str], log) -> dict[
     return judged
 
 
+def load_judge(config: RunConfig, state: DistState, log):
+    """This rank's judge: the checkpoint loaded on its device (fetched once per cache), or a client of the judge
+    server, which the server has answered (`score_stage.judges.served.probe`)."""
+    if config.score.backend == "server":
+        from score_stage.judges.served import ServedJudge
+
+        return ServedJudge(config.score)
+    from score_stage.judges.in_process import InProcessJudge
+
+    model = fetch_once(config.score.model, state, config.distributed.shared_hub_cache, log, "judge")
+    return InProcessJudge(dataclasses.replace(config.score, model=model), state.device)
+
+
 class JudgeWorker:
-    """This rank's judge, loaded once (the checkpoint fetched once per cache), and its journal."""
+    """This rank's judge, loaded once, and its journal (opened once the run's record says it is this run's)."""
 
     def __init__(self, config: RunConfig, root: str, state: DistState, total: int, log):
-        from score_stage.judges.in_process import InProcessJudge
-
         self.config, self.root, self.state, self.log = config, root, state, log
         start = time.perf_counter()
-        model = fetch_once(config.score.model, state, config.distributed.shared_hub_cache, log, "judge")
-        self.judge = InProcessJudge(dataclasses.replace(config.score, model=model), state.device)
+        self.judge = load_judge(config, state, log)
         self.load_s, self.busy_s, self.results = time.perf_counter() - start, 0.0, []
-        self.journal = JournalWriter(journal_path(config.output_dir, "score", state.rank, state.world_size))
-        self.bar = progress(state, "score", "judged", total)
+        self.journal, self.total, self.bar = None, total, None
+
+    @property
+    def reported_model(self) -> str | None:
+        """The model a judge server says it serves (a hosted API's dated snapshot); None in process."""
+        return getattr(self.judge, "reported_model", None)
 
     def judge_chunks(self, chunks: list[list[dict]], name: str) -> None:
         """Judge the chunks this rank takes from a queue shared by every rank (all ranks must call this together,
         with the same chunks)."""
+        if self.journal is None:
+            self.journal = JournalWriter(journal_path(self.config.output_dir, "score", self.state.rank,
+                                                      self.state.world_size))
+            self.bar = progress(self.state, "score", "judged", self.total)
         for position in WorkQueue(len(chunks), self.state, name):
             self._judge_chunk(chunks[position])
 
@@ -101,6 +128,8 @@ class JudgeWorker:
 
         prompts, size = self.config.score.prompts, self.config.score.batch_size
         queries = [(entry, name) for entry in chunk for name in prompts[entry["category"]].dimensions]
+        if self.config.score.backend == "server":
+            size = len(queries)           # the whole chunk in flight (max_concurrency at once); no GPU to run out of
         answers: dict[str, dict[str, dict]] = {}
         seconds: dict[str, float] = {}
         begin = time.perf_counter()
@@ -133,7 +162,10 @@ class JudgeWorker:
 
     def close(self) -> dict[str, Any]:
         """Close the journal; this rank's results, samples judged, busy and load seconds."""
-        self.journal.close()
-        self.bar.close()
+        if self.journal is not None:
+            self.journal.close()
+            self.bar.close()
+        if hasattr(self.judge, "close"):
+            self.judge.close()
         return {"results": self.results, "rank": self.state.rank, "samples": len(self.results),
                 "busy_s": round(self.busy_s, 3), "load_s": round(self.load_s, 3)}

@@ -32,8 +32,9 @@ def judge_scale(report: dict[str, Any]) -> dict[str, Any]:
     record = report.get("record", {})
     judge, judging = record.get("judge", {}), record.get("judging", {})
     return {"judge": report.get("judge_model"), "judge revision": judge.get("revision"),
-            "judge files": judge.get("fingerprint"), "scoring mode": report.get("scoring_mode"),
-            "answer prefix": judging.get("answer_prefix"), "prompts sha256": judging.get("prompts_sha256")}
+            "judge files": judge.get("fingerprint"), "served model": judge.get("served_model"),
+            "scoring mode": report.get("scoring_mode"), "answer prefix": judging.get("answer_prefix"),
+            "prompts sha256": judging.get("prompts_sha256"), "image max side": judging.get("image_max_side")}
 
 
 def scale_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:

@@ -45,11 +45,12 @@ class InProcessJudge:
         prefix = self.cfg.answer_prefix if self.cfg.mode == "expected" else None
         chats = [conversation(dimension, entry, images, prefix) for entry, dimension, images in queries]
         if self.cfg.mode == "generate":
-            texts = generate_answers(self.model, self.processor, chats, self.cfg.max_new_tokens)
-            return [{"score": extract_score(text), "response": text} for text in texts]
-        found = expected_distributions(self.model, self.processor, chats, self.digit_ids)
+            texts, tokens = generate_answers(self.model, self.processor, chats, self.cfg.max_new_tokens)
+            return [{"score": extract_score(text), "response": text, "tokens": spent}
+                    for text, spent in zip(texts, tokens)]
+        found, tokens = expected_distributions(self.model, self.processor, chats, self.digit_ids)
         return [{"score": expected_score(dist), "distribution": [round(p, 6) for p in dist],
-                 "valid_mass": round(mass, 6)} for dist, mass in found]
+                 "valid_mass": round(mass, 6), "tokens": spent} for (dist, mass), spent in zip(found, tokens)]
 
 
 def digit_token_ids(tokenizer, answer_prefix: str) -> list[int]:
@@ -92,11 +93,18 @@ def _inputs(processor, conversations: list[list[dict]], model, **template_option
 
 
 @torch.inference_mode()
-def generate_answers(model, processor, conversations: list[list[dict]], max_new_tokens: int) -> list[str]:
-    """Greedy answers to a batch of conversations, one string each (the prompt not included)."""
+def generate_answers(model, processor, conversations: list[list[dict]],
+                     max_new_tokens: int) -> tuple[list[str], list[dict[str, int]]]:
+    """Greedy answers to a batch of conversations, one string each (the prompt not included), and the tokens each
+    read and wrote."""
     inputs = _inputs(processor, conversations, model, add_generation_prompt=True)
     output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-    return processor.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    answers = output[:, inputs["input_ids"].shape[1]:]
+    # Left padding before each prompt; after its answer, the rows that ended early are padded with pad tokens.
+    pad = model.generation_config.pad_token_id
+    written = (answers != pad).sum(dim=1) if pad is not None else torch.full((len(answers),), answers.shape[1])
+    tokens = [{"prompt": int(n), "completion": int(w)} for n, w in zip(inputs["attention_mask"].sum(dim=1), written)]
+    return processor.batch_decode(answers, skip_special_tokens=True), tokens
 
 
 class _ForceFirstToken(LogitsProcessor):
@@ -115,7 +123,7 @@ class _ForceFirstToken(LogitsProcessor):
 
 @torch.inference_mode()
 def expected_distributions(model, processor, conversations: list[list[dict]],
-                           digit_ids: list[int]) -> list[tuple[list[float], float]]:
+                           digit_ids: list[int]) -> tuple[list[tuple[list[float], float]], list[dict[str, int]]]:
     """Score distributions for a batch of conversations whose answers end with the prefix, in two forward passes.
 
     One `generate` of two tokens with the first forced to "1": its raw logits are the distribution right after
@@ -127,7 +135,8 @@ def expected_distributions(model, processor, conversations: list[list[dict]],
                             logits_processor=LogitsProcessorList([_ForceFirstToken(digit_ids[1], length)]),
                             return_dict_in_generate=True, output_logits=True)
     first, after_one = output.logits
-    return [score_distribution(first[i], after_one[i], digit_ids) for i in range(len(conversations))]
+    tokens = [{"prompt": int(n), "completion": 2} for n in inputs["attention_mask"].sum(dim=1)]
+    return [score_distribution(first[i], after_one[i], digit_ids) for i in range(len(conversations))], tokens
 
 
 def batches_with_backoff(items: list[Any], size: int, ask: Callable[[list[Any]], list[Any]],

@@ -65,6 +65,8 @@ class JudgingRecord:
     """Queries in one forward batch (a batch's padding can move a score in its last digits)."""
     dtype: str
     """The judge's weights' dtype."""
+    image_max_side: int | None = optional_key()
+    """The longest side of every picture the judge saw (None: as they were)."""
     prompts: dict[str, CategoryJudging]
     """Each category's prompts, by their digests."""
     prompts_sha256: str
@@ -73,14 +75,20 @@ class JudgingRecord:
 
 @dataclass(frozen=True, kw_only=True)
 class JudgeRecord:
-    """The judge checkpoint."""
+    """The judge: its checkpoint, and where it ran."""
 
     model: str
-    """Hub id or local folder."""
+    """Hub id or local folder (a served judge: the model asked for)."""
     revision: str | None
     """The hub snapshot's commit; None for a local folder."""
     fingerprint: str | None
     """sha256 over the local folder's files; None for a hub id."""
+    backend: Literal["transformers", "server"] = optional_key()
+    """In each score rank's process, or behind a server."""
+    server_host: str | None = optional_key()
+    """A served judge's host (the launcher's vLLM on each node: its own host)."""
+    served_model: str | None = optional_key()
+    """The model the server said it served (a hosted API's dated snapshot, say)."""
 
 
 @dataclass(frozen=True, kw_only=True)

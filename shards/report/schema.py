@@ -39,6 +39,16 @@ Interval = Annotated[list[float] | None, Kind("null or [low, high] from 0 to 10"
 
 
 @dataclass(frozen=True, kw_only=True)
+class Tokens:
+    """Tokens a judge read and wrote."""
+
+    prompt: Count
+    """Tokens in: the prompt, pictures included."""
+    completion: Count
+    """Tokens out: the answer."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class DimensionAnswer:
     """The judge's answer for one dimension of one sample."""
 
@@ -50,6 +60,10 @@ class DimensionAnswer:
     """`expected` mode: the probability the judge gave to valid scores at all."""
     response: str | None = optional_key()
     """`generate` mode: the judge's words."""
+    failed: str | None = optional_key()
+    """Why the answer holds no score it could be read from (empty, refused, blocked by a content filter)."""
+    tokens: Tokens | None = optional_key()
+    """What asking cost, in tokens."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,7 +81,8 @@ class SampleResult:
     score: float | None
     """The dimensions' scores combined; None unless `status` is ok."""
     status: Literal["ok", "unparsed", "failed"]
-    """`ok`: scored; `unparsed`: a dimension's answer held no score; `failed`: the edit stage could not edit it."""
+    """`ok`: scored; `unparsed`: a dimension's answer held no score; `failed`: the edit stage could not edit it, or
+    the judge gave no answer a score could be read from (empty, refused, blocked)."""
     dimensions: dict[str, DimensionAnswer]
     """Each dimension's answer (none for a failed sample)."""
     response: str | None
@@ -80,6 +95,8 @@ class SampleResult:
     """That run's ranks."""
     judge_seconds: float | None = optional_key()
     """Its share of its batches' time."""
+    tokens: Tokens | None = optional_key()
+    """Tokens the judge read and wrote for it, every dimension together."""
     original_sha256: str | None = optional_key()
     """sha256 of the original image file, so that `launch compare` pairs only the same samples (absent when the
     edit stage could not read it)."""
@@ -120,7 +137,7 @@ class CategoryStats:
     unparsed: Count
     """Of them, unparsed."""
     failed: Count
-    """Of them, failed in the edit stage."""
+    """Of them, failed (in the edit stage, or no answer a score could be read from)."""
     mean: Mean
     """Mean score of the scored samples (None when none is)."""
     mean_ci95: Interval
@@ -162,7 +179,7 @@ class Overall:
     unparsed: Count
     """Of them, unparsed."""
     failed: Count
-    """Of them, failed in the edit stage."""
+    """Of them, failed (in the edit stage, or no answer a score could be read from)."""
     mean_over_samples: Mean
     """Mean score, every scored sample alike (as lmms-eval's port of GEdit-Bench)."""
     mean_over_samples_ci95: Interval
@@ -179,6 +196,8 @@ class Overall:
     """Highest score."""
     dimensions: dict[str, OverallDimension]
     """The same for each dimension."""
+    tokens: Tokens | None = optional_key()
+    """Tokens the judge read and wrote for every sample judged (those judged in earlier attempts included)."""
 
 
 @dataclass(frozen=True, kw_only=True)

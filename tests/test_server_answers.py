@@ -1,0 +1,115 @@
+"""What a judge server's answer means for a score: hand-made responses in the OpenAI format through the pure
+functions of score_stage.judges.server_answers (a real vLLM server is in tests/test_served.py)."""
+
+import base64
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from score_stage.judges.server_answers import (Recipe, ServerError, data_url, first_probabilities,
+                                               forced_probabilities, no_answer, openai_messages, prefilled_body,
+                                               usage, written_probabilities)
+from score_stage.scoring import digit_distribution, score_distribution
+
+DIGIT_IDS = tuple(range(100, 110))        # a made-up tokenizer's "0".."9"
+
+
+def position(token: str, alternatives: dict[str, float]) -> dict:
+    return {"token": token, "logprob": alternatives.get(token, -9.0),
+            "top_logprobs": [{"token": t, "logprob": lp} for t, lp in alternatives.items()]}
+
+
+def test_a_forced_answer_gives_both_steps_of_the_in_process_judge():
+    logits_first, logits_after = torch.randn(200, dtype=torch.float64), torch.randn(200, dtype=torch.float64)
+    logp_first, logp_after = torch.log_softmax(logits_first, 0), torch.log_softmax(logits_after, 0)
+    recipe = Recipe("prefilled", DIGIT_IDS)
+    choice = {"logprobs": {"content": [
+        position("token_id:101", {f"token_id:{i}": float(logp_first[i]) for i in DIGIT_IDS}),
+        position("token_id:100", {f"token_id:{i}": float(logp_after[i]) for i in DIGIT_IDS})]}}
+    p, q = forced_probabilities(choice, recipe)
+    served = digit_distribution(torch.tensor(p, dtype=torch.float64), torch.tensor(q, dtype=torch.float64))
+    in_process = score_distribution(logits_first, logits_after, list(DIGIT_IDS))
+    assert np.allclose(served[0], in_process[0], rtol=0, atol=1e-12) and math.isclose(served[1], in_process[1])
+
+
+def test_an_answer_whose_first_token_was_not_forced_is_refused_not_read():
+    choice = {"logprobs": {"content": [position("token_id:107", {"token_id:107": -0.1}),
+                                       position("token_id:100", {"token_id:100": -0.1})]}}
+    with pytest.raises(ServerError, match="did not force the first token"):
+        forced_probabilities(choice, Recipe("prefilled", DIGIT_IDS))
+    with pytest.raises(ServerError, match="1 position"):
+        forced_probabilities({"logprobs": {"content": choice["logprobs"]["content"][:1]}}, Recipe("prefilled",
+                                                                                                 DIGIT_IDS))
+
+
+def test_digits_read_by_text_count_a_digit_the_server_did_not_report_as_zero():
+    choice = {"logprobs": {"content": [position("7", {"7": math.log(0.5), "8": math.log(0.2), "seven": -0.1,
+                                                      "10": math.log(0.1)})]}}
+    p = first_probabilities(choice, Recipe("prefilled", None))
+    assert p[7] == pytest.approx(0.5) and p[8] == pytest.approx(0.2)
+    assert sum(1 for v in p if v) == 2                     # "10" is no digit token; "seven" is no digit
+
+
+def test_a_written_score_is_read_where_it_begins_from_whole_number_tokens():
+    content = [position("The", {"The": -0.1}), position(" edit", {" edit": -0.1}), position(" is", {}),
+               position(" fine", {}), position(".", {}), position(" Score", {}), position(":", {}),
+               position(" 10", {" 10": math.log(0.6), " 9": math.log(0.3), " 1": math.log(0.05), " ten": -2.0}),
+               position(".", {})]
+    found = written_probabilities({"logprobs": {"content": content}}, "Score: ")
+    assert found[10] == pytest.approx(0.6) and found[9] == pytest.approx(0.3) and found[1] == pytest.approx(0.05)
+    assert sum(found) == pytest.approx(0.95)
+    assert written_probabilities({"logprobs": {"content": content[:5]}}, "Score: ") is None   # no prefix written
+
+
+@pytest.mark.parametrize("choice, reason", [
+    ({"finish_reason": "content_filter", "message": {"content": ""}}, "content filter"),
+    ({"finish_reason": "stop", "message": {"content": None, "refusal": "I can't help\nwith that."}},
+     "refused: I can't help with that."),
+    ({"finish_reason": "stop", "message": {"content": "   "}}, "empty"),
+])
+def test_an_answer_without_a_score_to_read_says_why(choice, reason):
+    assert reason in no_answer(choice)
+
+
+def test_an_answer_with_text_is_an_answer():
+    assert no_answer({"finish_reason": "length", "message": {"content": "Score: 7"}}) is None
+
+
+def test_pictures_go_as_lossless_png_data_urls():
+    pixels = np.random.default_rng(0).integers(0, 256, (17, 23, 3), dtype=np.uint8)
+    url = data_url(Image.fromarray(pixels))
+    assert url.startswith("data:image/png;base64,")
+    back = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))))
+    assert np.array_equal(back, pixels)
+    chat = [{"role": "system", "content": [{"type": "text", "text": "judge"}]},
+            {"role": "user", "content": [{"type": "image", "image": Image.fromarray(pixels)},
+                                         {"type": "text", "text": "Score: X"}]}]
+    messages = openai_messages(chat)
+    assert messages[1]["content"][0] == {"type": "image_url", "image_url": {"url": url}}
+    assert messages[0]["content"] == [{"type": "text", "text": "judge"}]
+
+
+def test_a_prefilled_request_continues_the_answer_at_the_top_level_never_in_template_kwargs():
+    with_ids = prefilled_body("m", [], Recipe("prefilled", DIGIT_IDS))
+    assert with_ids["continue_final_message"] is True and with_ids["add_generation_prompt"] is False
+    assert "chat_template_kwargs" not in with_ids
+    assert with_ids["max_tokens"] == 2 and with_ids["logit_bias"] == {"101": 100}
+    assert with_ids["logprob_token_ids"] == list(DIGIT_IDS)
+    by_text = prefilled_body("m", [], Recipe("prefilled", None, top_logprobs=20))
+    assert by_text["max_tokens"] == 1 and by_text["top_logprobs"] == 20 and "logit_bias" not in by_text
+
+
+def test_tokens_are_read_from_the_usage_the_server_reports():
+    assert usage({"usage": {"prompt_tokens": 120, "completion_tokens": 2}}) == {"prompt": 120, "completion": 2}
+    assert usage({}) == {"prompt": 0, "completion": 0}
+
+
+def test_no_digit_among_the_tokens_a_server_reported_is_a_failed_answer_never_a_score():
+    from score_stage.judges.served import _distribution_answer
+
+    answer = _distribution_answer([float("nan")] * 11, 0.0, {"prompt": 5, "completion": 1})
+    assert answer["score"] is None and "no score among the likeliest tokens" in answer["failed"]
