@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     with exit_on_input_error():
         config = load_config(args.config, overrides_from_args(args))
         plan, edits, identity = plan_import(config, args.edits, args.restart)
-        run_id = take_for_stage(config.output_dir, "import", 0, lambda share: [share])   # a world of one
+        run_id = take_for_stage([config.output_dir], "import", 0, lambda share: [share])   # a world of one
     try:
         import_run(config, args, plan, edits, identity, start)
     finally:

@@ -100,12 +100,15 @@ def load_judge(config: RunConfig, state: DistState, log):
 class JudgeWorker:
     """This rank's judge, loaded once, and its journal (opened once the run's record says it is this run's)."""
 
-    def __init__(self, config: RunConfig, root: str, state: DistState, total: int, log):
+    def __init__(self, config: RunConfig, root: str, state: DistState, total: int, log, judge=None, bar=None):
+        """`judge` and `bar`: a judge already loaded and a progress bar shared with other runs' workers (a sweep's
+        runs share one of each); by default the worker loads its own and opens its own."""
         self.config, self.root, self.state, self.log = config, root, state, log
         start = time.perf_counter()
-        self.judge = load_judge(config, state, log)
+        self.owns_judge = judge is None
+        self.judge = load_judge(config, state, log) if judge is None else judge
         self.load_s, self.busy_s, self.results = time.perf_counter() - start, 0.0, []
-        self.journal, self.total, self.bar = None, total, None
+        self.journal, self.total, self.bar = None, total, bar
 
     @property
     def reported_model(self) -> str | None:
@@ -115,15 +118,18 @@ class JudgeWorker:
     def judge_chunks(self, chunks: list[list[dict]], name: str) -> None:
         """Judge the chunks this rank takes from a queue shared by every rank (all ranks must call this together,
         with the same chunks)."""
+        for position in WorkQueue(len(chunks), self.state, name):
+            self.judge_chunk(chunks[position])
+
+    def judge_chunk(self, chunk: list[dict]) -> None:
+        """Judge one chunk of samples and record each in this rank's journal as soon as it is judged."""
+        from score_stage.judges.in_process import batches_with_backoff
+
         if self.journal is None:
             self.journal = JournalWriter(journal_path(self.config.output_dir, "score", self.state.rank,
                                                       self.state.world_size))
-            self.bar = progress(self.state, "score", "judged", self.total)
-        for position in WorkQueue(len(chunks), self.state, name):
-            self._judge_chunk(chunks[position])
-
-    def _judge_chunk(self, chunk: list[dict]) -> None:
-        from score_stage.judges.in_process import batches_with_backoff
+            self.shared_bar = self.bar is not None
+            self.bar = self.bar or progress(self.state, "score", "judged", self.total)
         from score_stage.results import describe, sample_result
 
         prompts, size = self.config.score.prompts, self.config.score.batch_size
@@ -164,8 +170,9 @@ class JudgeWorker:
         """Close the journal; this rank's results, samples judged, busy and load seconds."""
         if self.journal is not None:
             self.journal.close()
-            self.bar.close()
-        if hasattr(self.judge, "close"):
+            if not self.shared_bar:
+                self.bar.close()
+        if self.owns_judge and hasattr(self.judge, "close"):
             self.judge.close()
         return {"results": self.results, "rank": self.state.rank, "samples": len(self.results),
                 "busy_s": round(self.busy_s, 3), "load_s": round(self.load_s, 3)}

@@ -17,10 +17,10 @@ from typing import Any
 
 import yaml
 
-from shards.config_schema import (REPO_ROOT,  # noqa: F401 (re-exported: the config's types are imported from here)
-                                  SINGLE_DIMENSION, TEMPLATE_FIELDS, CategoryPrompts, DatasetConfig, Dimension,
+from shards.config_schema import REPO_ROOT  # noqa: F401 (re-exported: the config's types are imported from here)
+from shards.config_schema import (SINGLE_DIMENSION, TEMPLATE_FIELDS, CategoryPrompts, DatasetConfig, Dimension,
                                   DistributedConfig, EditConfig, EditSpeed, Environment, LoraAdapter, RunConfig,
-                                  ScoreConfig, ServerConfig, ServerStart)
+                                  ScoreConfig, ServerConfig, ServerStart, SweepCheckpoint, SweepConfig)
 from shards.typed_data import ConfigError, build, quote, where
 from shards.typed_yaml import load_yaml, set_dotted
 

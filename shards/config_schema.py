@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Dtype = Literal["bfloat16", "float16", "float32"]
 ImagesShown = Literal["edited", "original_and_edited"]
@@ -277,6 +277,41 @@ class DistributedConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SweepCheckpoint:
+    """One editor of a sweep: a LoRA adapter of the config's editor, a fine-tuned pipeline of its family, or any
+    other edit settings (another editor family), each scored as a run of its own."""
+
+    name: str | None = None
+    """The checkpoint's name, and its run folder's (default: the adapter's or model's folder, or file, name)."""
+    lora: str | None = None
+    """A LoRA adapter added to the config's `edit.lora`: a folder, a .safetensors file, a hub id, or a glob
+    (`ckpt/step-*`) of which each match is a checkpoint of its own, named after it."""
+    scale: float = 1.0
+    """The adapter's scale."""
+    weight_name: str | None = None
+    """The weights file inside the adapter's folder or repository, when it holds several."""
+    model: str | None = None
+    """A full fine-tune: a diffusers pipeline folder (or hub id) replacing `edit.model`; only the components
+    whose files differ from the loaded ones are loaded again."""
+    edit: dict[str, Any] | None = None
+    """Any other edit settings for this checkpoint, as `--set edit.KEY=VALUE` would set them (e.g. `pipeline`,
+    `model`, `env` of another editor family)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepConfig:
+    """Many checkpoints in one launch: each a run of its own under `<output_dir>/<name>/` (resumed and refused
+    when changed exactly as a single run), the editor loaded once per rank with adapters swapped in and out, the
+    judge loaded once, one work queue over the whole sweep, and sweep.json/md/html comparing them."""
+
+    checkpoints: list[SweepCheckpoint]
+    """The checkpoints, in any order (the sweep report orders them by step number or name)."""
+    base: str | None = "base"
+    """The config's own editor (no checkpoint) as a run of the sweep under this name, the one every checkpoint is
+    compared with; null leaves it out."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class RunConfig:
     """A whole benchmark run; relative paths are relative to the config file's folder."""
 
@@ -290,5 +325,7 @@ class RunConfig:
     """The score stage."""
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     """How the stages are started."""
+    sweep: SweepConfig | None = None
+    """Score many checkpoints in one launch (see SweepConfig); null: one run."""
     source: str = ""
     """The file this config was read from (set by the loader)."""

@@ -51,7 +51,7 @@ def run_identity(config: RunConfig, stage: str, served_model: str | None = None)
         identity["score.server host"] = urllib.parse.urlsplit(server.url).hostname if server.url else \
             "the launcher's vLLM on each node"
         identity[f"score.model{REPORTED_SUFFIX}"] = served_model
-    cache = os.path.join(config.output_dir, PROGRESS_DIR, DIGEST_CACHE)
+    cache = digest_cache(config.output_dir)
     identity[f"{stage}.model{FINGERPRINT_SUFFIX}"] = model_fingerprint(settings["model"], cache)
     if stage == "edit":
         identity["dataset file sha256"] = sha256_file(config.dataset.path)
@@ -59,6 +59,11 @@ def run_identity(config: RunConfig, stage: str, served_model: str | None = None)
             digests = [lora_fingerprint(a.path, a.weight_name, cache) for a in config.edit.lora]
             identity[f"edit.lora{FINGERPRINT_SUFFIX}"] = None if None in digests else digests
     return identity
+
+
+def digest_cache(output_dir: str) -> str:
+    """The run folder's cache of its model files' digests (`model_fingerprint`)."""
+    return os.path.join(output_dir, PROGRESS_DIR, DIGEST_CACHE)
 
 
 def check_resumable(config: RunConfig, stage: str, identity: dict[str, Any] | None = None) -> list[str]:

@@ -287,32 +287,43 @@ def for_child(output_dir: str, run_id: str) -> tuple[int, Callable[[], None]]:
     return fd, preexec
 
 
-def take_for_stage(output_dir: str, stage: str, rank: int, gather: Callable[[Any], list[Any]]) -> str:
-    """Every rank of a stage holds the folder's lock before it writes: the launcher's run (its id passed down
-    in the environment), or, for a stage run alone, the lock its rank 0 takes under a new run id, which `gather`
-    (an all-gather of JSON) passes to the other ranks. Returns the run id.
+def take_for_stage(folders: list[str], stage: str, rank: int, gather: Callable[[Any], list[Any]]) -> str:
+    """Every rank of a stage holds the lock of each folder it writes into (one run's, or a sweep's and each of its
+    runs') before it writes: the launcher's run (its id passed down in the environment), or, for a stage run
+    alone, the locks its rank 0 takes under a new run id, which `gather` (an all-gather of JSON) passes to the
+    other ranks. Returns the run id.
 
     Raises:
-        ResumeError: on every rank alike, naming the holder, if another run writes into the folder.
+        ResumeError: on every rank alike, naming the holder, if another run writes into one of the folders.
     """
     def say(line: str) -> None:
         print(f"[{stage}] {line}", file=sys.stderr, flush=True)
 
     run_id = os.environ.get(RUN_ID_ENV)
     if run_id:
-        acquire(output_dir, run_id, join_only=True, say=say)
+        for folder in folders:
+            acquire(folder, run_id, join_only=True, say=say)
         return run_id
-    outcome = None
-    if rank == 0:
-        outcome = {"run_id": new_run_id()}
-        try:
-            for message in acquire(output_dir, outcome["run_id"], say=say):
-                say(message)
-        except ResumeError as e:
-            outcome = {"error": str(e)}
+    outcome = _take_all(folders, say) if rank == 0 else None
     outcome = gather(outcome)[0]
     if "error" in outcome:
         raise ResumeError(outcome["error"])
     if rank != 0:
-        acquire(output_dir, outcome["run_id"], join_only=True, say=say)
+        for folder in folders:
+            acquire(folder, outcome["run_id"], join_only=True, say=say)
     return outcome["run_id"]
+
+
+def _take_all(folders: list[str], say: Callable[[str], None]) -> dict[str, str]:
+    """Take every folder's lock under a new run id, or none of them: {"run_id": ...} or {"error": ...}."""
+    run_id, taken = new_run_id(), []
+    try:
+        for folder in folders:
+            for message in acquire(folder, run_id, say=say):
+                say(message)
+            taken.append(folder)
+    except ResumeError as e:
+        for folder in taken:
+            release(folder, run_id)
+        return {"error": str(e)}
+    return {"run_id": run_id}

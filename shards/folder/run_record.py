@@ -26,7 +26,12 @@ class RankWork:
     busy_s: float
     """Seconds it spent editing or judging them."""
     load_s: float
-    """Seconds it spent loading its model."""
+    """Seconds it spent loading its model (in a sweep: loading it and moving it between checkpoints, shared by
+    the sweep's runs)."""
+    editor_loads: int | None = None
+    """Edit stage: how often the rank loaded an editor afresh in this launch (a sweep's runs share it: once)."""
+    editor_swaps: int | None = None
+    """Edit stage: how often it moved the editor to another checkpoint (LoRA swap, fine-tune components)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,147 @@
+"""A sweep: many checkpoints (LoRA adapters, fine-tuned pipelines, other editors) scored in one launch, each a run
+of its own under `<output_dir>/<name>/`, resumed and refused when changed exactly as a single run.
+
+The `sweep:` section expands into those runs' configs here, alike for the launcher and both stages: each is the
+config itself with the checkpoint's edit settings set over it (as `--set edit.KEY=VALUE` would) and its own output
+folder. Standard library and PyYAML only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import re
+import unicodedata
+from typing import Any
+
+from shards.config import ConfigError, RunConfig, SweepCheckpoint, load_config
+
+SWEEP_OUTPUTS = ("sweep.json", "sweep.md", "sweep.html")
+# What the sweep folder itself holds beside the runs' folders: no checkpoint may be named like them.
+RESERVED = {"logs", "progress", "run.lock", "manifest.json", "report.json", *SWEEP_OUTPUTS}
+ADAPTER_SUFFIX = ".safetensors"
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepRun:
+    """One run of a sweep."""
+
+    name: str
+    """The checkpoint's name, and its folder's under the sweep's output folder."""
+    config: RunConfig
+    """The run's own config: the sweep's, with the checkpoint's edit settings and its own output folder."""
+    checkpoint: bool
+    """False for the base run (the config's own editor)."""
+
+
+def sweep_runs(config: RunConfig, overrides: dict[str, Any] | None = None) -> list[SweepRun]:
+    """The sweep's runs: the base first (unless `sweep.base` is null), then each checkpoint, a glob's matches in
+    natural order. A config without a `sweep:` section is one run, named "".
+
+    Args:
+        overrides: The ones `config` was loaded with (`--set`, `--output-dir` ...): every run gets them too.
+
+    Raises:
+        ConfigError: naming the checkpoint entry, for a glob that matches nothing, a name that cannot be a folder's,
+            two checkpoints of one name, or a checkpoint's edit settings the config would refuse.
+    """
+    if config.sweep is None:
+        return [SweepRun("", config, checkpoint=False)]
+    wanted = [(config.sweep.base, {}, False)] if config.sweep.base is not None else []
+    for i, entry in enumerate(config.sweep.checkpoints):
+        wanted += [(name, settings, True) for name, settings in _expand(entry, config, f"sweep.checkpoints[{i}]")]
+    seen: dict[str, int] = {}
+    runs = []
+    for name, settings, checkpoint in wanted:
+        _check_name(name, config.source)
+        if name in seen:
+            raise ConfigError(f"{config.source}: sweep: two checkpoints are named '{name}'; give them distinct "
+                              "`name`s")
+        seen[name] = len(runs)
+        # Adapters stay unfused in a sweep, so that swapping them leaves the base weights exact (edit_stage.editor).
+        changes = {**(overrides or {}), **settings, "edit.fuse_lora": False, "sweep": None,
+                   "output_dir": os.path.join(config.output_dir, name)}
+        try:
+            runs.append(SweepRun(name, load_config(config.source, changes), checkpoint))
+        except ConfigError as e:
+            raise ConfigError(f"sweep checkpoint '{name}': {e}") from None
+    return runs
+
+
+def _expand(entry: SweepCheckpoint, config: RunConfig, where: str) -> list[tuple[str, dict[str, Any]]]:
+    """(name, edit settings) of each checkpoint an entry stands for: one, or one per match of a glob."""
+    if entry.lora is None and entry.model is None and not entry.edit:
+        raise ConfigError(f"{config.source}: {where}: give a `lora`, a `model` or `edit` settings")
+    base = os.path.dirname(config.source)
+    paths = [entry.lora]
+    if entry.lora is not None and _is_glob(entry.lora):
+        paths = sorted(glob.glob(os.path.join(base, os.path.expanduser(entry.lora))), key=natural_key)
+        if not paths:
+            raise ConfigError(f"{config.source}: {where}.lora: '{entry.lora}' matches nothing (relative to {base})")
+        if entry.name is not None and len(paths) > 1:
+            raise ConfigError(f"{config.source}: {where}: `name` '{entry.name}' cannot name the {len(paths)} "
+                              f"matches of '{entry.lora}'; leave it out (each is named after its folder or file)")
+    found = []
+    for path in paths:
+        settings = {f"edit.{key}": value for key, value in (entry.edit or {}).items()}
+        if entry.model is not None:
+            settings["edit.model"] = entry.model
+        if path is not None:
+            adapter = {"path": path, "scale": entry.scale, "weight_name": entry.weight_name}
+            settings["edit.lora"] = [dataclasses.asdict(a) for a in config.edit.lora] + [adapter]
+        named = entry.name or default_name(path if path is not None else entry.model)
+        if named is None:
+            raise ConfigError(f"{config.source}: {where}: give it a `name` (it has only `edit` settings)")
+        found.append((named, settings))
+    return found
+
+
+def _is_glob(path: str) -> bool:
+    return any(c in path for c in "*?[")
+
+
+def default_name(path: str | None) -> str | None:
+    """A checkpoint's name from its adapter or model: the folder's or file's name (without `.safetensors`), or a
+    hub id's last part."""
+    if path is None:
+        return None
+    name = os.path.basename(os.path.normpath(path))
+    return name[: -len(ADAPTER_SUFFIX)] if name.endswith(ADAPTER_SUFFIX) else name
+
+
+def _check_name(name: str, source: str) -> None:
+    """A checkpoint's name is its folder's: any script, but one plain folder name that is not the sweep's own."""
+    problem = None
+    if not name or name in (".", "..") or name.startswith("."):
+        problem = "is empty or starts with '.'"
+    elif any(c in name for c in "/\\") or any(unicodedata.category(c).startswith("C") for c in name):
+        problem = "holds a path separator or a control character"
+    elif name in RESERVED:
+        problem = "is a file or folder the sweep's folder holds itself"
+    elif len(name.encode("utf-8")) > 200:
+        problem = "is longer than 200 bytes"
+    if problem:
+        raise ConfigError(f"{source}: sweep: the checkpoint name {name!r} {problem}; it names the checkpoint's "
+                          "folder: give the entry another `name`")
+
+
+def natural_key(text: str) -> list:
+    """Sort key putting `step-9` before `step-10`."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text) if part]
+
+
+def chosen_runs(runs: list[SweepRun], names: str | None) -> list[SweepRun]:
+    """The runs `--checkpoints` names (all without it)."""
+    if names is None:
+        return runs
+    wanted = [n for n in names.split(",") if n]
+    unknown = [n for n in wanted if n not in {run.name for run in runs}]
+    if unknown:
+        raise ConfigError(f"--checkpoints: the sweep has no checkpoint named {', '.join(map(repr, unknown))}")
+    return [run for run in runs if run.name in wanted]
+
+
+def run_folders(config: RunConfig, runs: list[SweepRun]) -> list[str]:
+    """The folders a stage holds: a sweep's own and each of its runs' (a single run's one)."""
+    return list(dict.fromkeys([config.output_dir] + [run.config.output_dir for run in runs]))
