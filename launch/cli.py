@@ -20,7 +20,6 @@ import time
 from launch.console import Console
 from launch.envs import EnvError, describe_env, prepare_environments
 from launch.rollcall import roll_call
-from shards.serving.vllm import ServerFailed, judge_server
 from launch.stages import Rendezvous, StageFailed, run_jobs, start_job, torchrun_command
 from shards.config import REPO_ROOT, ConfigError, add_run_arguments, load_config, overrides_from_args, run_arguments
 from shards.dataset import DatasetError, run_samples
@@ -28,6 +27,8 @@ from shards.events import CONSOLE_ENV, RUN_ID_ENV, STAGES, Terminated, raise_ter
 from shards.folder.lock import acquire, new_run_id, release
 from shards.folder.records import ResumeError
 from shards.folder.seats import leave_seat, take_seat
+from shards.serving.vllm import ServerFailed, judge_server
+from shards.sweep import SweepRun, run_folders, sweep_runs
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -75,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.nproc_per_node is not None:
             overrides["distributed.nproc_per_node"] = args.nproc_per_node
         config = load_config(args.config, overrides)
+        runs = sweep_runs(config, overrides)
+        check_sweep_args(config, args)
         split_ranks(config.distributed.nproc_per_node, args.judge_gpus)
         found = run_samples(config, allow_missing_images=config.dataset.skip_unreadable_images)
         samples, selected = found.every, found.selected
@@ -84,24 +87,33 @@ def main(argv: list[str] | None = None) -> int:
         # The nodes of one run share its lock through the run id; a single node's run has an id of its own.
         # Preparing the environments writes nothing into the output folder: no lock.
         run_id = None if args.prepare_only else rendezvous.run_id if args.nnodes > 1 else new_run_id()
-        for message in acquire(config.output_dir, run_id, say=say) if run_id else []:
-            say(message)
+        folders = run_folders(config, runs)
+        taken = []
+        for folder in folders if run_id else []:
+            for message in acquire(folder, run_id, say=say):
+                say(message)
+            taken.append(folder)
     except (ConfigError, DatasetError, ResumeError) as e:
+        for folder in taken if run_id else []:
+            release(folder, run_id)
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
     try:
         if run_id and args.nnodes > 1:     # the run's lock lets every node in: a second copy of one is refused here
             take_seat(config.output_dir, run_id, args.node_rank, args.nnodes, say=say)
-        check_output_folder(config, args.restart, args.edits, samples, selected)
+        for one in runs:
+            check_output_folder(one.config, args.restart, args.edits, samples, selected)
         pythons = prepare_environments(config)
-        return run(config, pythons, args, rendezvous, run_id, len(selected), len(samples))
+        editors = editor_environments(runs, pythons) if config.sweep else {}
+        return run(config, pythons, args, rendezvous, run_id, len(selected), len(samples), editors)
     except (ConfigError, DatasetError, ResumeError, EnvError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
     finally:
         if run_id:
             leave_seat(config.output_dir, run_id)
-            release(config.output_dir, run_id)
+            for folder in folders:
+                release(folder, run_id)
 
 
 def check_launch_args(args: argparse.Namespace) -> None:
@@ -122,13 +134,35 @@ def check_launch_args(args: argparse.Namespace) -> None:
                           "with a letter or digit (a scheduler's job id, say)")
 
 
+def check_sweep_args(config, args: argparse.Namespace) -> None:
+    """What a sweep does not combine with (yet), refused before anything is written."""
+    if config.sweep is None:
+        return
+    for given, flag in ((args.edits, "--edits"), (args.judge_gpus, "--judge-gpus"), (args.nnodes > 1, "--nnodes")):
+        if given:
+            raise ConfigError(f"{flag}: not with a sweep (the config's `sweep:` section); run the sweep on one node, "
+                              "its stages one after the other")
+
+
+def editor_environments(runs: list[SweepRun], pythons: dict[str, str]) -> dict[str, list[str]]:
+    """A sweep's edit environments: each interpreter with the names of the runs it edits (editor families bring
+    environments of their own), built as a stage's are."""
+    found: dict[str, list[str]] = {}
+    for one in runs:
+        env = one.config.edit.env
+        python = pythons["edit"] if env == runs[0].config.edit.env else \
+            prepare_environments(one.config, ("edit",))["edit"]
+        found.setdefault(python, []).append(one.name)
+    return found
+
+
 def default_run_id(output_dir: str) -> str:
     """The same on every node that writes into the same output folder."""
     return "qeb-" + hashlib.sha256(os.path.abspath(output_dir).encode()).hexdigest()[:12]
 
 
 def run(config, pythons: dict[str, str], args: argparse.Namespace, rendezvous: Rendezvous, run_id: str | None,
-        selected: int, total: int) -> int:
+        selected: int, total: int, editors: dict[str, list[str]]) -> int:
     """Run the stages and print the table; returns the exit status."""
     for stage, python in pythons.items():
         print(f"[launch] {stage} environment: {python} ({describe_env(python)})", flush=True)
@@ -136,7 +170,10 @@ def run(config, pythons: dict[str, str], args: argparse.Namespace, rendezvous: R
         return 0
     print(f"[launch] {selected} of {total} samples selected; output: {config.output_dir}", flush=True)
     try:
-        run_both(config, pythons, args, rendezvous, run_id)
+        run_both(config, pythons, args, rendezvous, run_id, editors)
+        if config.sweep is not None:
+            write_sweep_report(config.output_dir, [one.name for one in sweep_runs(config, overrides_from_args(args))],
+                               config.sweep.base)
     except (StageFailed, ServerFailed) as e:
         print(f"\n[launch] error: {e}", file=sys.stderr, flush=True)
         return 1
@@ -148,7 +185,7 @@ def run(config, pythons: dict[str, str], args: argparse.Namespace, rendezvous: R
     if args.nnodes > 1 and not os.path.isfile(os.path.join(config.output_dir, "report.md")):
         print("[launch] node done; the report is written by the node of global rank 0", flush=True)
         return 0
-    print_summary(config.output_dir)
+    print_summary(config.output_dir, "sweep" if config.sweep is not None else "report")
     return 0
 
 
@@ -177,9 +214,11 @@ def check_output_folder(config, restart: str | None, edits: str | None, samples:
         check_restartable(config.output_dir, restart)
 
 
-def run_both(config, pythons: dict[str, str], args: argparse.Namespace, rendezvous: Rendezvous, run_id: str) -> None:
+def run_both(config, pythons: dict[str, str], args: argparse.Namespace, rendezvous: Rendezvous, run_id: str,
+             editors: dict[str, list[str]]) -> None:
     """The edit job (or the import of brought edits), then the score job on its output, each with its own
-    interpreter; with `--judge-gpus K`, both at once, the judge on K GPUs following the edits as they land."""
+    interpreter; with `--judge-gpus K`, both at once, the judge on K GPUs following the edits as they land. A
+    sweep whose editors need environments of their own has an edit job per environment."""
     stage_args = run_arguments(args, config)
     logs = os.path.join(config.output_dir, "logs")
     os.makedirs(logs, exist_ok=True)
@@ -192,8 +231,9 @@ def run_both(config, pythons: dict[str, str], args: argparse.Namespace, rendezvo
     env = {RUN_ID_ENV: run_id, CONSOLE_ENV: "events", "TQDM_MININTERVAL": "10"}
     with open(os.path.join(logs, f"launch-{node}-{stamp}.log"), "ab") as log_file, contextlib.ExitStack() as here:
         jobs = []
-        for stage in STAGES:
-            log_dir = os.path.join(logs, f"torchrun-{stage}-{node}-{stamp}")
+        for i, (stage, python, only) in enumerate(stage_jobs(pythons, editors)):
+            log_dir = os.path.join(logs, f"torchrun-{stage}-{node}-{stamp}" + (f"-{i}" if only else ""))
+            picked = ["--checkpoints", ",".join(only)] if only else []
             # Restarting the edit stage also removes the scores computed from its edits.
             restart = ["--restart"] if stage == args.restart else []
             follow = ["--follow-edits"] if stage == "score" and args.judge_gpus else []
@@ -201,8 +241,8 @@ def run_both(config, pythons: dict[str, str], args: argparse.Namespace, rendezvo
                 command = [pythons[stage], "-m", "edit_stage.brought_edits", *stage_args, *restart,
                            "--edits", os.path.abspath(args.edits)]
             else:
-                command = torchrun_command(pythons[stage], stage, ranks[stage], log_dir,
-                                           stage_args + restart + follow, rendezvous)
+                command = torchrun_command(python, stage, ranks[stage], log_dir,
+                                           stage_args + restart + follow + picked, rendezvous)
                 if "serve" in pythons and not jobs and (stage == "score" or args.judge_gpus):
                     # Before the score stage (or both, side by side): the GPUs are the editor's until then.
                     ensure_tiny_judge(config, pythons["score"])
@@ -222,6 +262,16 @@ def run_both(config, pythons: dict[str, str], args: argparse.Namespace, rendezvo
         if jobs:
             for stage, seconds in run_jobs(jobs, console, log_file, config.distributed.stage_timeout_s).items():
                 print(f"[launch] {stage} stage done in {seconds:.1f}s", flush=True)
+
+
+def stage_jobs(pythons: dict[str, str], editors: dict[str, list[str]]) -> list[tuple[str, str, list[str] | None]]:
+    """(stage, interpreter, the sweep's runs it does or None for all) of each job, in order: one edit job per
+    editor environment of a sweep (one if all share the stage's), then the score job."""
+    if len(editors) > 1:
+        edit = [("edit", python, names) for python, names in editors.items()]
+    else:
+        edit = [("edit", pythons["edit"], None)]
+    return edit + [("score", pythons["score"], None)]
 
 
 def ensure_tiny_judge(config, python: str) -> None:
@@ -256,9 +306,10 @@ def gpu_env(config, ranks: dict[str, int], stage: str, judge_gpus: int | None) -
     return {"CUDA_VISIBLE_DEVICES": ",".join(mine)}
 
 
-def print_summary(output_dir: str) -> None:
-    with open(os.path.join(output_dir, "report.md"), encoding="utf-8") as f:
+def print_summary(output_dir: str, name: str) -> None:
+    """The report's (or the sweep's) Markdown, and where its page and data are."""
+    with open(os.path.join(output_dir, f"{name}.md"), encoding="utf-8") as f:
         print("\n" + f.read().strip(), flush=True)
-    print(f"\n[launch] report: {os.path.join(output_dir, 'report.html')}", flush=True)
-    print(f"[launch] data: {os.path.join(output_dir, 'report.json')}, {os.path.join(output_dir, 'results.csv')}",
-          flush=True)
+    print(f"\n[launch] {name}: {os.path.join(output_dir, name + '.html')}", flush=True)
+    data = [f"{name}.json"] + (["results.csv"] if name == "report" else [])
+    print(f"[launch] data: {', '.join(os.path.join(output_dir, d) for d in data)}", flush=True)
