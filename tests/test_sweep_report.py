@@ -1,9 +1,19 @@
 """A sweep's report (`launch.sweep`): the checkpoints' order, their figures and paired differences computed as
 `launch compare` computes them, the best checkpoint and how sure that is, and sweep.json/.md/.html."""
 
+import html
+import json
+import os
+import re
+import urllib.parse
+
 import pytest
 
+from examples import RECORD, RUN
 from launch.sweep.order import checkpoint_order, natural_key, step_number
+from launch.sweep.report import SweepError, write_sweep_report
+from score_stage.report import build_report
+from shards.report.schema import REPORT_SCHEMA_VERSION
 
 
 @pytest.mark.parametrize("name, step", [
@@ -41,3 +51,153 @@ def test_the_base_comes_first_also_when_it_is_not_among_the_names_and_a_name_giv
     assert checkpoint_order(["step-2", "step-1"], "base")[0] == ["base", "step-1", "step-2"]
     with pytest.raises(ValueError, match="given more than once: step-1"):
         checkpoint_order(["step-1", "step-2", "step-1"], None)
+
+
+# --- the report, from run folders written through the report's own builder -----------------------------------------
+
+HOSTILE = '<script>alert("x")</script>&\'"'
+
+
+def _write_run(sweep, name, scores, judge="tiny/judge", dataset="d1", page=True):
+    """A checkpoint's run folder whose report.json the score stage's builder wrote from `scores`: (id, category,
+    score or None)."""
+    samples = [{"id": i, "category": c, "instruction": f"do {i}", "score": s, "status": "ok" if s is not None
+                else "failed", "dimensions": {}, "response": None, "original_sha256": f"o-{i}"} for i, c, s in scores]
+    report = build_report(samples, list(dict.fromkeys(c for _, c, _ in scores)),
+                          schema_version=REPORT_SCHEMA_VERSION, edit_model=f"editor + {name}", judge_model=judge,
+                          scoring_mode="expected",
+                          record={**RECORD, "judge": {"model": judge, "revision": None, "fingerprint": "f"},
+                                  "dataset": {"path": "/data/b.jsonl", "sha256": dataset}}, **RUN)
+    folder = sweep / name
+    folder.mkdir(parents=True)
+    (folder / "report.json").write_text(json.dumps(report), encoding="utf-8")
+    if page:
+        (folder / "report.html").write_text("<!doctype html>", encoding="utf-8")
+    return str(folder)
+
+
+# 3 checkpoints, 4 samples, 2 categories: the figures below are worked out by hand in the test.
+BASE = [("s1", "x", 4.0), ("s2", "x", 6.0), ("s3", "y", 5.0), ("s4", "y", 3.0)]
+STEP1 = [("s1", "x", 5.0), ("s2", "x", 7.0), ("s3", "y", 5.0), ("s4", "y", 4.0)]
+STEP2 = [("s1", "x", 6.0), ("s2", "x", 8.0), ("s3", "y", 7.0), ("s4", "y", 5.0)]
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    for name, scores in (("step-2", STEP2), ("base", BASE), ("step-1", STEP1)):
+        _write_run(tmp_path, name, scores)
+    return tmp_path
+
+
+def test_each_checkpoint_has_its_reports_means_in_order(sweep):
+    result = write_sweep_report(str(sweep), ["step-2", "step-1"], "base")
+    assert [c["name"] for c in result["checkpoints"]] == ["base", "step-1", "step-2"] and result["order"] == "step"
+    assert [c["mean_over_samples"] for c in result["checkpoints"]] == [4.5, 5.25, 6.5]
+    assert [(c["categories"]["x"]["mean"], c["categories"]["y"]["mean"]) for c in result["checkpoints"]] == [
+        (5.0, 4.0), (6.0, 4.5), (7.0, 6.0)]
+    step1 = result["checkpoints"][1]
+    report = json.loads((sweep / "step-1" / "report.json").read_text(encoding="utf-8"))
+    assert step1["mean_over_samples_ci95"] == report["overall"]["mean_over_samples_ci95"]     # the report's own
+    assert step1["counts"] == {"count": 4, "scored": 4, "unparsed": 0, "failed": 0}
+    assert step1["report"] == "step-1/report.html" and step1["step"] == 1 and result["checkpoints"][0]["base"]
+    assert sorted(os.listdir(sweep)) == ["base", "step-1", "step-2", "sweep.html", "sweep.json", "sweep.md"]
+
+
+def test_each_checkpoint_is_paired_with_the_base_and_its_predecessor_as_compare_pairs_them(sweep):
+    pairs = write_sweep_report(str(sweep), ["step-1", "step-2"], "base")["pairs"]
+    assert [(p["a"], p["b"], p["against"]) for p in pairs] == [
+        ("step-1", "base", ["base", "previous"]), ("step-2", "base", ["base"]), ("step-2", "step-1", ["previous"])]
+    one, two, step = (p["overall"] for p in pairs)
+    # step-1 - base: 1, 1, 0, 1; three non-zero differences flip 8 ways, 2 as far from zero as 3.
+    assert (one["n"], one["mean_difference"], one["p_value"]) == (4, 0.75, 0.25)
+    assert (one["wins"], one["ties"], one["losses"]) == (3, 1, 0)
+    assert pairs[0]["categories"]["x"]["mean_difference"] == 1.0 and pairs[0]["categories"]["y"]["p_value"] == 1.0
+    assert (two["mean_difference"], two["p_value"]) == (2.0, 0.125)            # 2, 2, 2, 2: 2 of 16 flips
+    # step-2 - step-1: 1, 1 (x) and 2, 1 (y); x's sum is always 2, y's 2, 3 or 4: means 1, 1.25, 1.5.
+    assert (step["mean_difference"], step["mean_difference_ci95"], step["p_value"]) == (1.25, [1.0, 1.5], 0.125)
+
+
+def test_the_best_checkpoint_is_named_with_how_sure_that_is(sweep):
+    best = write_sweep_report(str(sweep), ["step-1", "step-2"], "base")["best"]
+    assert (best["name"], best["runner_up"]) == ("step-2", "step-1")
+    assert best["against_runner_up"]["overall"]["mean_difference"] == 1.25
+    # Its interval lies above zero, but with 4 samples no sign-flip p can go below 2/16: not distinguishable.
+    assert best["distinguishable"] is False
+    assert best["best_in_resamples"] == {"step-2": 1.0, "step-1": 0.0, "base": 0.0}
+    assert best["samples_in_resamples"] == 4
+    assert "step-2 is NOT distinguishable from step-1" in best["statement"]
+    assert "p = 0.1250" in best["statement"] and "best in 100% of 2000 bootstrap resamples" in best["statement"]
+
+
+def test_a_checkpoint_judged_by_another_judge_or_on_other_data_is_not_paired_and_says_why(tmp_path):
+    _write_run(tmp_path, "base", BASE)
+    _write_run(tmp_path, "step-1", STEP1, judge="other/judge")
+    _write_run(tmp_path, "step-2", STEP2, dataset="d2")
+    result = write_sweep_report(str(tmp_path), ["step-1", "step-2"], "base")
+    one, two, step = result["pairs"]
+    assert one["refused"] == "not compared: the two runs' scores are not on one scale" and "overall" not in one
+    assert one["differences"] == ["judge: other/judge vs tiny/judge"]
+    assert two["refused"] == "not compared: the two runs' samples are not the same samples"
+    assert two["data_differences"] == ["dataset file sha256: d2 vs d1"]
+    assert "not on one scale and the two runs' samples are not the same samples" in step["refused"]
+    text = (tmp_path / "sweep.md").read_text(encoding="utf-8")
+    assert "judge: other/judge vs tiny/judge" in text and "dataset file sha256: d2 vs d1" in text
+    best = result["best"]
+    assert best["name"] == "step-2" and best["distinguishable"] is None and best["best_in_resamples"] is None
+    assert "cannot be paired (not compared: the two runs' scores are not on one scale and the two runs' samples " \
+           "are not the same samples: judge: tiny/judge vs other/judge; dataset file sha256: d2 vs d1)" \
+           in best["statement"]
+
+
+def test_checkpoints_with_no_sample_scored_in_common_say_so(tmp_path):
+    _write_run(tmp_path, "a", [("s1", "x", 5.0), ("s2", "x", None)])
+    _write_run(tmp_path, "b", [("s1", "x", None), ("s2", "x", 7.0)])
+    result = write_sweep_report(str(tmp_path), ["b", "a"], None)
+    (pair,) = result["pairs"]
+    assert (pair["a"], pair["b"], pair["against"]) == ("b", "a", ["previous"]) and result["order"] == "natural"
+    assert pair["note"] == "no sample was scored by both runs (b scored 1, a scored 1, 2 ids in common): nothing " \
+                           "to compare"
+    assert pair["note"] in (tmp_path / "sweep.md").read_text(encoding="utf-8")
+    assert result["best"]["samples_in_resamples"] == 0 and result["best"]["best_in_resamples"] is None
+    assert result["checkpoints"][0]["counts"] == {"count": 2, "scored": 1, "unparsed": 0, "failed": 1}
+    assert "b has the highest mean" in result["best"]["statement"] and "cannot be paired: no sample was scored" \
+        in result["best"]["statement"]
+
+
+def test_a_missing_or_unreadable_report_is_refused_naming_the_folder_and_nothing_is_written(tmp_path):
+    _write_run(tmp_path, "base", BASE)
+    _write_run(tmp_path, "step-1", STEP1)
+    (tmp_path / "step-2").mkdir()
+    with pytest.raises(SweepError, match=rf"checkpoint 'step-2': {tmp_path}/step-2: no report.json \(run the score"):
+        write_sweep_report(str(tmp_path), ["step-1", "step-2"], "base")
+    (tmp_path / "step-2" / "report.json").write_text('{"schema_version": 1, "samples": 3}', encoding="utf-8")
+    with pytest.raises(SweepError, match=rf"checkpoint 'step-2': {tmp_path}/step-2/report.json: "):
+        write_sweep_report(str(tmp_path), ["step-1", "step-2"], "base")
+    with pytest.raises(SweepError, match=rf"{tmp_path}/step-3: checkpoint 'step-3' has no run folder"):
+        write_sweep_report(str(tmp_path), ["step-1", "step-3"], "base")
+    with pytest.raises(SweepError, match=r"checkpoint name '\.\./x': not a folder name"):
+        write_sweep_report(str(tmp_path), ["step-1", "../x"], "base")
+    assert not [n for n in os.listdir(tmp_path) if n.startswith("sweep.")]
+
+
+NAMES = [HOSTILE, "检查点-步骤-20", "a&b <c>"]
+
+
+def test_names_in_any_script_or_holding_markup_are_shown_as_text(tmp_path):
+    from launch.sweep.page import build_page
+
+    for name, scores in zip(NAMES, (BASE, STEP1, STEP2)):
+        _write_run(tmp_path / "sweep", name.replace("/", "_"), [(i, HOSTILE if c == "x" else "物理", s)
+                                                                 for i, c, s in scores])
+    names = [n.replace("/", "_") for n in NAMES]
+    result = write_sweep_report(str(tmp_path / "sweep"), names[1:], names[0])
+    page = (tmp_path / "sweep" / "sweep.html").read_text(encoding="utf-8")
+    assert page == build_page(result) and "<script>alert" not in page and page.count("<script>") == 1
+    assert '<script>alert("x")</script>' in (tmp_path / "sweep" / "sweep.md").read_text(encoding="utf-8")
+    for name in names:
+        assert f'<g class="tick" data-checkpoint="{html.escape(name)}">' in page
+    assert re.findall(r'href="([^"]+)"', page) == [urllib.parse.quote(f"{n}/report.html") for n in
+                                                    [names[0], "a&b <c>", "检查点-步骤-20"]]
+    assert not re.search(r'src="(?!data:)', page)
+    assert len(re.findall(r'<g class="series"', page)) == 3                  # overall, and both categories
+    assert f'data-name="{html.escape(HOSTILE)}"' in page
