@@ -1,14 +1,17 @@
 """A sweep's report (`launch.sweep`): the checkpoints' order, their figures and paired differences computed as
-`launch compare` computes them, the best checkpoint and how sure that is, and sweep.json/.md/.html."""
+`launch compare` computes them, the best checkpoint and how sure that is, and sweep.json/.md/.html (the page also
+as headless Chromium renders it)."""
 
 import html
 import json
 import os
+import random
 import re
 import urllib.parse
 
 import pytest
 
+from conftest import chromium, console_messages, needs_chromium
 from examples import RECORD, RUN
 from launch.sweep.order import checkpoint_order, natural_key, step_number
 from launch.sweep.report import SweepError, write_sweep_report
@@ -201,3 +204,40 @@ def test_names_in_any_script_or_holding_markup_are_shown_as_text(tmp_path):
     assert not re.search(r'src="(?!data:)', page)
     assert len(re.findall(r'<g class="series"', page)) == 3                  # overall, and both categories
     assert f'data-name="{html.escape(HOSTILE)}"' in page
+
+
+# --- in a real browser -------------------------------------------------------------------------------------------
+
+def page_requests(net_log: str) -> list[str]:
+    """The URLs the page asked the network for, from Chromium's net log: the browser's own requests (component
+    updates, which it makes even with background networking off) have no origin as their initiator."""
+    text = open(net_log, encoding="utf-8").read().rstrip().rstrip(",")
+    log = json.loads(text if text.endswith("}") else text + "]}")         # a log cut short at exit
+    start = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
+    return [e["params"].get("url") for e in log["events"] if e["type"] == start
+            and "url" in e.get("params", {}) and e["params"].get("initiator") != "not an origin"]
+
+
+@needs_chromium
+def test_the_sweep_page_draws_a_line_per_category_over_every_checkpoint_offline_in_chromium(tmp_path):
+    rng = random.Random(3)
+    categories = ["物理", "环境", "社会", "因果", HOSTILE]
+    names = ["base"] + [f"step-{250 * k}" for k in range(1, 11)] + ["ckpt-3k"]
+    for k, name in enumerate(names):
+        # ckpt-3k scored no sample of 社会: that line breaks there, and the others go on.
+        _write_run(tmp_path / "sweep", name, [(f"{c}-{i}", c, None if (name, c) == ("ckpt-3k", "社会") else
+                                               round(min(10.0, rng.uniform(2, 6) + k * 0.2), 2))
+                                              for c in categories for i in range(10)])
+    write_sweep_report(str(tmp_path / "sweep"), names[::-1], "base")
+    page = str(tmp_path / "sweep" / "sweep.html")
+    dom, stderr = chromium(page, tmp_path, "--dump-dom", f"--log-net-log={tmp_path}/net.json")
+    assert console_messages(stderr) == [] and 'data-ready="true"' in dom       # its script ran to its end
+    assert page_requests(str(tmp_path / "net.json")) == []
+    series = re.findall(r'<g class="series" data-series="(\d+)" data-name="([^"]*)"', dom)
+    assert [html.unescape(name) for _, name in series] == ["overall (mean over samples)", *categories]
+    assert re.findall(r'<g class="tick" data-checkpoint="([^"]+)"', dom) == names              # in step order
+    assert len(re.findall(r'<circle class="point"', dom)) == len(names) * len(series) - 1
+    social = re.search(r'data-name="社会">(.*?)</g>', dom).group(1)
+    assert social.count("<polyline") == 1 and social.count('data-checkpoint="ckpt-3k"') == 0
+    assert len(re.findall(r'<input type="checkbox" data-series="\d+" checked="">', dom)) == len(series)
+    assert "data-pwned" not in dom and "<script>alert" not in dom

@@ -76,7 +76,8 @@ def statement(found: dict[str, Any], means: dict[str, float | None], runs: dict[
         return "No checkpoint scored a sample: there is no best."
     overall = runs[best]["report"]["overall"]
     text = (f"{best} has the highest mean over samples: {number(means[best])} "
-            f"{interval(overall['mean_over_samples_ci95'])} ({overall['scored']} samples scored).")
+            f"{interval(overall['mean_over_samples_ci95'])} ({overall['scored']} of {overall['count']} samples "
+            "scored).")
     if runner_up is None:
         return text + " It is the only checkpoint with a score: nothing to rank it against."
     text += f" The runner-up is {runner_up} ({number(means[runner_up])})."

@@ -19,7 +19,7 @@ from shards.report.page import markdown_cell as cell
 STYLE = """
 td.text{text-align:left;overflow-wrap:anywhere;max-width:320px}.refused{color:#6e6e73}.best{font-weight:700}
 .statement{background:#fff;border-radius:8px;padding:10px 14px;box-shadow:0 1px 2px #0002}
-.chart{overflow-x:auto}.series-pick label{margin-right:14px;white-space:nowrap}
+#checkpoints,#pairs,.chart{overflow-x:auto}#checkpoints td{white-space:nowrap}.series-pick label{margin-right:14px;white-space:nowrap}
 .swatch{display:inline-block;width:14px;height:4px;vertical-align:middle;margin:0 4px}
 """
 
