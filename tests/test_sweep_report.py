@@ -11,7 +11,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import chromium, console_messages, needs_chromium
+from conftest import base_python, chromium, console_messages, needs_chromium, run_module
 from examples import RECORD, RUN
 from launch.sweep.order import checkpoint_order, natural_key, step_number
 from launch.sweep.report import SweepError, write_sweep_report
@@ -204,6 +204,37 @@ def test_names_in_any_script_or_holding_markup_are_shown_as_text(tmp_path):
     assert not re.search(r'src="(?!data:)', page)
     assert len(re.findall(r'<g class="series"', page)) == 3                  # overall, and both categories
     assert f'data-name="{html.escape(HOSTILE)}"' in page
+
+
+def test_the_report_is_written_again_by_the_launcher_with_the_bare_python(sweep):
+    (sweep / "step-3").mkdir()                                  # not scored yet: named, not reported on
+    done = run_module(base_python(), ["-m", "launch", "sweep-report", "--output-dir", str(sweep), "--base", "base"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "not reported on, no report.json: step-3" in done.stderr
+    assert "step-2 is NOT distinguishable from step-1" in done.stdout and "wrote" in done.stdout
+    from launch.sweep.schema import read_sweep
+
+    result = read_sweep(str(sweep / "sweep.json"))
+    assert [c["name"] for c in result["checkpoints"]] == ["base", "step-1", "step-2"]
+    done = run_module(base_python(), ["-m", "launch", "sweep-report", "--output-dir", str(sweep), "--base", "bse"])
+    assert done.returncode == 2 and "--base bse: no subfolder" in done.stderr and "base, step-1, step-2" \
+        in done.stderr
+
+
+def test_a_sweep_json_of_another_version_or_edited_by_hand_is_refused_naming_the_field(sweep):
+    from launch.sweep.schema import read_sweep
+    from shards.typed_data import SchemaError
+
+    write_sweep_report(str(sweep), ["step-1", "step-2"], "base")
+    path = sweep / "sweep.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["pairs"][0]["overall"]["p_value"] = 1.5
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(SchemaError, match=r"sweep.json: pairs\[0\].overall.p_value: expected a number from 0 to 1"):
+        read_sweep(str(path))
+    path.write_text(json.dumps({**data, "schema_version": 2}), encoding="utf-8")
+    with pytest.raises(SchemaError, match="has schema_version 2.*python3 -m launch sweep-report --output-dir"):
+        read_sweep(str(path))
 
 
 # --- in a real browser -------------------------------------------------------------------------------------------
