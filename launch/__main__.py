@@ -1,7 +1,8 @@
 """`python3 -m launch --config C ...` runs a benchmark; `python3 -m launch compare RUN_DIR RUN_DIR... --output D`
-compares scored runs; `python3 -m launch import-benchmark NAME SOURCE --output D` imports a public benchmark;
+compares scored runs; `python3 -m launch sweep-report --output-dir D` writes a sweep's report again from its
+checkpoints' runs; `python3 -m launch import-benchmark NAME SOURCE --output D` imports a public benchmark;
 `python3 -m launch lock --config C` locks the stage environments. See launch.cli, launch.compare,
-launch.importers and launch.lockfiles."""
+launch.sweep, launch.importers and launch.lockfiles."""
 
 import sys
 
@@ -24,6 +25,10 @@ def dispatch(argv: list[str]) -> int:
         from launch.compare.cli import main as compare
 
         return compare(argv[1:])
+    if argv and argv[0] == "sweep-report":      # reads JSON only, as compare
+        from launch.sweep.cli import main as sweep_report
+
+        return sweep_report(argv[1:])
     if not has_pyyaml():
         return 2
     if argv and argv[0] == "import-benchmark":

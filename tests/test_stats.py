@@ -55,3 +55,20 @@ def test_rank_agreement_matches_hand_computation():
 
 def test_wins_ties_losses():
     assert wins_ties_losses([0.5, 0.0, -1.0, 2.0]) == {"wins": 2, "ties": 1, "losses": 1}
+
+
+def test_how_often_each_candidate_is_best_over_resampled_samples():
+    from shards.report.stats import best_fractions
+
+    # One sample scored 5 and 3: the first is best in every resample; equal scores share each resample.
+    assert best_fractions({"a": [[5.0, 3.0]]}) == [1.0, 0.0]
+    assert best_fractions({"a": [[4.0, 4.0, 1.0]]}) == [0.5, 0.5, 0.0]
+    # Samples (6, 5) and (5, 5) drawn twice with replacement: both first 1/4 (12 vs 10), both second 1/4 (a tie),
+    # one of each 1/2 (11 vs 10): the first is best in 1/4 + 1/4 / 2 + 1/2 = 0.875 of resamples.
+    found = best_fractions({"a": [[6.0, 5.0], [5.0, 5.0]]})
+    assert found[0] == pytest.approx(0.875, abs=0.03) and sum(found) == pytest.approx(1.0)
+    assert found == best_fractions({"a": [[6.0, 5.0], [5.0, 5.0]]})     # a fixed seed
+    # Within categories: category b's three samples stay three in every resample, so the first's 10 always beats
+    # the second's 3 (resampled across categories, b's samples would sometimes be drawn four times: 0 vs 4).
+    assert best_fractions({"a": [[10.0, 0.0]], "b": [[0.0, 1.0]] * 3}) == [1.0, 0.0]
+    assert best_fractions({"a": []}) is None

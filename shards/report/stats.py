@@ -83,6 +83,30 @@ def sign_flip_p_value(differences: Sequence[float], permutations: int = PERMUTAT
     return (hits + 1) / (permutations + 1)
 
 
+def best_fractions(by_category: dict[str, list[list[float]]], resamples: int = RESAMPLES,
+                   seed: int = SEED) -> list[float] | None:
+    """How often each candidate has the highest mean over all samples when the samples are resampled with
+    replacement within each category: the samples are paired (each row is one sample's scores, one per candidate,
+    every row as long), so a resample keeps each sample's scores together. A resample in which k candidates tie
+    for the highest mean counts 1/k to each. None without a sample."""
+    filled = [rows for rows in by_category.values() if rows]
+    if not filled:
+        return None
+    columns = [list(zip(*rows)) for rows in filled]           # per category, each candidate's scores
+    width = len(filled[0][0])
+    rng = random.Random(seed)
+    wins = [0.0] * width
+    for _ in range(resamples):
+        picks = [rng.choices(range(len(rows)), k=len(rows)) for rows in filled]
+        # Every candidate sums the same number of scores, so the highest sum is the highest mean.
+        sums = [sum(sum(map(cols[j].__getitem__, idx)) for cols, idx in zip(columns, picks)) for j in range(width)]
+        top = max(sums)
+        best = [j for j, s in enumerate(sums) if s >= top - 1e-9 * max(1.0, abs(top))]
+        for j in best:
+            wins[j] += 1 / len(best)
+    return [w / resamples for w in wins]
+
+
 def wins_ties_losses(differences: Sequence[float]) -> dict[str, int]:
     return {"wins": sum(d > 0 for d in differences), "ties": sum(d == 0 for d in differences),
             "losses": sum(d < 0 for d in differences)}
