@@ -21,6 +21,7 @@ from launch.console import Console
 from launch.envs import EnvError, describe_env, prepare_environments
 from launch.rollcall import roll_call
 from launch.stages import Rendezvous, StageFailed, run_jobs, start_job, torchrun_command
+from launch.sweep.report import SweepError, write_sweep_report
 from shards.config import REPO_ROOT, ConfigError, add_run_arguments, load_config, overrides_from_args, run_arguments
 from shards.dataset import DatasetError, run_samples
 from shards.events import CONSOLE_ENV, RUN_ID_ENV, STAGES, Terminated, raise_terminated
@@ -174,7 +175,7 @@ def run(config, pythons: dict[str, str], args: argparse.Namespace, rendezvous: R
         if config.sweep is not None:
             write_sweep_report(config.output_dir, [one.name for one in sweep_runs(config, overrides_from_args(args))],
                                config.sweep.base)
-    except (StageFailed, ServerFailed) as e:
+    except (StageFailed, ServerFailed, SweepError) as e:
         print(f"\n[launch] error: {e}", file=sys.stderr, flush=True)
         return 1
     except (KeyboardInterrupt, Terminated) as e:
