@@ -11,7 +11,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import base_python, chromium, console_messages, needs_chromium, run_module
+from conftest import base_python, chromium, console_messages, copy_run, needs_chromium, run_module
 from examples import RECORD, RUN
 from launch.sweep.order import checkpoint_order, natural_key, step_number
 from launch.sweep.report import SweepError, write_sweep_report
@@ -235,6 +235,26 @@ def test_a_sweep_json_of_another_version_or_edited_by_hand_is_refused_naming_the
     path.write_text(json.dumps({**data, "schema_version": 2}), encoding="utf-8")
     with pytest.raises(SchemaError, match="has schema_version 2.*python3 -m launch sweep-report --output-dir"):
         read_sweep(str(path))
+
+
+@pytest.mark.slow
+def test_a_sweep_of_real_demo_runs_reads_the_score_stages_reports(demo_run, tmp_path):
+    _, run = demo_run
+    for name in ("base", "step-100"):                          # the same run twice: every difference is zero
+        copy_run(run, str(tmp_path / name))
+    done = run_module(base_python(), ["-m", "launch", "sweep-report", "--output-dir", str(tmp_path), "--base", "base"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads((tmp_path / "sweep.json").read_text(encoding="utf-8"))
+    report = json.loads(open(os.path.join(run, "report.json"), encoding="utf-8").read())
+    assert [c["mean_over_samples"] for c in result["checkpoints"]] == [report["overall"]["mean_over_samples"]] * 2
+    assert result["categories"] == list(report["categories"]) and len(result["categories"]) == 5
+    (pair,) = result["pairs"]
+    assert (pair["overall"]["n"], pair["overall"]["mean_difference"], pair["overall"]["p_value"]) == (10, 0.0, 1.0)
+    assert pair["overall"]["ties"] == 10 and pair["against"] == ["base", "previous"]
+    best = result["best"]
+    assert best["name"] == "base" and best["distinguishable"] is False                 # a tie: the earlier
+    assert best["best_in_resamples"] == {"base": 0.5, "step-100": 0.5}
+    assert all(os.path.isfile(tmp_path / c["report"]) for c in result["checkpoints"])
 
 
 # --- in a real browser -------------------------------------------------------------------------------------------
