@@ -33,7 +33,7 @@ from shards.runtime.hub import fetch_once
 from shards.runtime.logs import EVERY_RANK, exit_on_input_error, progress, setup_logging
 from shards.runtime.nodes import check_nodes_agree
 from shards.store import ShardWriter
-from shards.sweep import SweepRun, chosen_runs, run_folders, sweep_runs
+from shards.sweep import SweepRun, check_sweep_folder, chosen_runs, run_folders, sweep_runs
 
 
 def ensure_tiny_pipeline(runs: list[SweepRun], state: DistState) -> None:
@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     with exit_on_input_error():
         overrides = overrides_from_args(args)
         config = load_config(args.config, overrides)
+        check_sweep_folder(config)
         runs = chosen_runs(sweep_runs(config, overrides), args.checkpoints)
         works = [RunWork(run, plan_run(run.config, args.restart)) for run in runs]
         state = init_distributed(config.distributed.device, config.distributed.timeout_s)

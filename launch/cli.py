@@ -29,7 +29,7 @@ from shards.folder.lock import acquire, new_run_id, release
 from shards.folder.records import ResumeError
 from shards.folder.seats import leave_seat, take_seat
 from shards.serving.vllm import ServerFailed, judge_server
-from shards.sweep import SweepRun, run_folders, sweep_runs
+from shards.sweep import SweepRun, check_sweep_folder, run_folders, sweep_runs
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config, overrides)
         runs = sweep_runs(config, overrides)
         check_sweep_args(config, args)
+        check_sweep_folder(config)
         split_ranks(config.distributed.nproc_per_node, args.judge_gpus)
         found = run_samples(config, allow_missing_images=config.dataset.skip_unreadable_images)
         samples, selected = found.every, found.selected

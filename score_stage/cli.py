@@ -33,7 +33,7 @@ from shards.report.schema import REPORT_NAMES
 from shards.runtime.dist import DistState, WorkQueue, all_gather_json, barrier, finish, init_distributed, teardown
 from shards.runtime.logs import EVERY_RANK, exit_on_input_error, progress, setup_logging
 from shards.runtime.nodes import check_nodes_agree
-from shards.sweep import SweepRun, chosen_runs, run_folders, sweep_runs
+from shards.sweep import SweepRun, check_sweep_folder, chosen_runs, run_folders, sweep_runs
 
 
 def ensure_tiny_judge(config: RunConfig, state: DistState) -> None:
@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     with exit_on_input_error():
         overrides = overrides_from_args(args)
         config = load_config(args.config, overrides)
+        check_sweep_folder(config)
         runs = chosen_runs(sweep_runs(config, overrides), args.checkpoints)
         if args.follow_edits and config.sweep is not None:
             raise ConfigError("--follow-edits: a sweep is judged after its edit stage, not beside it")

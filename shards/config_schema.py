@@ -293,9 +293,12 @@ class SweepCheckpoint:
     model: str | None = None
     """A full fine-tune: a diffusers pipeline folder (or hub id) replacing `edit.model`; only the components
     whose files differ from the loaded ones are loaded again."""
+    editor: str | None = None
+    """Another editor: a config file whose whole `edit` section (family, model, settings, environment) replaces
+    the config's for this checkpoint (default name: the file's name without .yaml); `edit` settings apply over
+    it."""
     edit: dict[str, Any] | None = None
-    """Any other edit settings for this checkpoint, as `--set edit.KEY=VALUE` would set them (e.g. `pipeline`,
-    `model`, `env` of another editor family)."""
+    """Any other edit settings for this checkpoint, as `--set edit.KEY=VALUE` would set them."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import glob
 import os
-import re
 import unicodedata
 from typing import Any
 
@@ -37,7 +36,7 @@ class SweepRun:
 
 def sweep_runs(config: RunConfig, overrides: dict[str, Any] | None = None) -> list[SweepRun]:
     """The sweep's runs: the base first (unless `sweep.base` is null), then each checkpoint, a glob's matches in
-    natural order. A config without a `sweep:` section is one run, named "".
+    name order (the sweep report orders them by step). A config without a `sweep:` section is one run, named "".
 
     Args:
         overrides: The ones `config` was loaded with (`--set`, `--output-dir` ...): every run gets them too.
@@ -71,30 +70,43 @@ def sweep_runs(config: RunConfig, overrides: dict[str, Any] | None = None) -> li
 
 def _expand(entry: SweepCheckpoint, config: RunConfig, where: str) -> list[tuple[str, dict[str, Any]]]:
     """(name, edit settings) of each checkpoint an entry stands for: one, or one per match of a glob."""
-    if entry.lora is None and entry.model is None and not entry.edit:
-        raise ConfigError(f"{config.source}: {where}: give a `lora`, a `model` or `edit` settings")
+    if entry.lora is None and entry.model is None and entry.editor is None and not entry.edit:
+        raise ConfigError(f"{config.source}: {where}: give a `lora`, a `model`, an `editor` or `edit` settings")
     base = os.path.dirname(config.source)
     paths = [entry.lora]
     if entry.lora is not None and _is_glob(entry.lora):
-        paths = sorted(glob.glob(os.path.join(base, os.path.expanduser(entry.lora))), key=natural_key)
+        paths = sorted(glob.glob(os.path.join(base, os.path.expanduser(entry.lora))))
         if not paths:
             raise ConfigError(f"{config.source}: {where}.lora: '{entry.lora}' matches nothing (relative to {base})")
         if entry.name is not None and len(paths) > 1:
             raise ConfigError(f"{config.source}: {where}: `name` '{entry.name}' cannot name the {len(paths)} "
                               f"matches of '{entry.lora}'; leave it out (each is named after its folder or file)")
+    editor = _editor(entry.editor, base, f"{where}.editor") if entry.editor is not None else None
     found = []
     for path in paths:
-        settings = {f"edit.{key}": value for key, value in (entry.edit or {}).items()}
+        settings = {"edit": editor} if editor is not None else {}
+        settings.update({f"edit.{key}": value for key, value in (entry.edit or {}).items()})
         if entry.model is not None:
             settings["edit.model"] = entry.model
         if path is not None:
             adapter = {"path": path, "scale": entry.scale, "weight_name": entry.weight_name}
             settings["edit.lora"] = [dataclasses.asdict(a) for a in config.edit.lora] + [adapter]
-        named = entry.name or default_name(path if path is not None else entry.model)
+        named = entry.name or default_name(path if path is not None else entry.model or entry.editor)
         if named is None:
             raise ConfigError(f"{config.source}: {where}: give it a `name` (it has only `edit` settings)")
         found.append((named, settings))
     return found
+
+
+def _editor(path: str, base: str, where: str) -> dict[str, Any]:
+    """The `edit` section of another editor's config file, its paths resolved (relative to that file)."""
+    from shards.config import to_dict
+
+    source = os.path.join(base, os.path.expanduser(path))
+    try:
+        return to_dict(load_config(source))["edit"]
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def _is_glob(path: str) -> bool:
@@ -107,7 +119,10 @@ def default_name(path: str | None) -> str | None:
     if path is None:
         return None
     name = os.path.basename(os.path.normpath(path))
-    return name[: -len(ADAPTER_SUFFIX)] if name.endswith(ADAPTER_SUFFIX) else name
+    for suffix in (ADAPTER_SUFFIX, ".yaml", ".yml"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def _check_name(name: str, source: str) -> None:
@@ -126,11 +141,6 @@ def _check_name(name: str, source: str) -> None:
                           "folder: give the entry another `name`")
 
 
-def natural_key(text: str) -> list:
-    """Sort key putting `step-9` before `step-10`."""
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text) if part]
-
-
 def chosen_runs(runs: list[SweepRun], names: str | None) -> list[SweepRun]:
     """The runs `--checkpoints` names (all without it)."""
     if names is None:
@@ -145,3 +155,28 @@ def chosen_runs(runs: list[SweepRun], names: str | None) -> list[SweepRun]:
 def run_folders(config: RunConfig, runs: list[SweepRun]) -> list[str]:
     """The folders a stage holds: a sweep's own and each of its runs' (a single run's one)."""
     return list(dict.fromkeys([config.output_dir] + [run.config.output_dir for run in runs]))
+
+
+def check_sweep_folder(config: RunConfig) -> None:
+    """Refuse a sweep into a folder that holds a single run's work, and a single run into a sweep's folder: the
+    two would write over each other's records.
+
+    Raises:
+        ConfigError: naming the folder and what it holds.
+    """
+    root = config.output_dir
+    if not os.path.isdir(root):
+        return
+    if config.sweep is not None:
+        held = [name for name in ("manifest.json", "report.json", "progress")
+                if os.path.exists(os.path.join(root, name))]
+        if held:
+            raise ConfigError(f"{root}: holds a single run's work ({', '.join(held)}); a sweep writes each "
+                              "checkpoint's run into a folder of its own inside its output folder: give it another")
+        return
+    runs = [name for name in sorted(os.listdir(root))
+            if os.path.isdir(os.path.join(root, name, "progress")) and name != "progress"]
+    if runs or any(os.path.exists(os.path.join(root, name)) for name in SWEEP_OUTPUTS):
+        shown = f"the runs {', '.join(runs[:5])}" if runs else "sweep.json"
+        raise ConfigError(f"{root}: holds a sweep ({shown}); run it with its sweep config, or give this run another "
+                          "output folder")

@@ -14,7 +14,7 @@ import pytest
 from conftest import REPO, base_python, run_module, torchrun, write_config
 from shards.config import ConfigError, load_config
 from shards.manifest import read_manifest
-from shards.sweep import sweep_runs
+from shards.sweep import check_sweep_folder, sweep_runs
 
 pytestmark = pytest.mark.slow
 
@@ -139,10 +139,27 @@ def test_sweep_names_are_refused_when_they_cannot_be_folders_or_collide(tmp_path
         "matches nothing": [{"lora": str(tmp_path / "none-*")}],
         "is a file or folder the sweep's folder holds itself": [{"name": "logs", "lora": str(tmp_path / "a")}],
         "holds a path separator": [{"name": "up/down", "lora": str(tmp_path / "a")}],
-        "give a `lora`, a `model` or `edit` settings": [{"name": "nothing"}],
+        "give a `lora`, a `model`, an `editor` or `edit` settings": [{"name": "nothing"}],
         "two checkpoints are named 'base'": [{"name": "base", "lora": str(tmp_path / "a")}],
     }
     for message, checkpoints in cases.items():
         config = load_config(write_config(tmp_path, {"sweep": {"checkpoints": checkpoints}}))
         with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("`", ".")):
             sweep_runs(config)
+
+
+def test_a_sweep_and_a_single_run_never_share_an_output_folder(tmp_path):
+    lora = tmp_path / "a"
+    lora.mkdir()
+    (lora / "pytorch_lora_weights.safetensors").write_bytes(b"")
+    out = tmp_path / "out"
+    (out / "progress").mkdir(parents=True)                           # a single run's folder
+    swept = load_config(write_config(tmp_path, {"output_dir": str(out),
+                                                "sweep": {"checkpoints": [{"lora": str(lora)}]}}))
+    with pytest.raises(ConfigError, match="holds a single run's work"):
+        check_sweep_folder(swept)
+    os.rmdir(out / "progress")
+    (out / "a" / "progress").mkdir(parents=True)                     # a sweep's folder
+    with pytest.raises(ConfigError, match=r"holds a sweep \(the runs a\)"):
+        check_sweep_folder(load_config(write_config(tmp_path, {"output_dir": str(out)})))
+    check_sweep_folder(swept)                                        # the sweep itself resumes there
