@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import REPO, base_python, run_module, torchrun, write_config
+from conftest import REPO, absolute_demo_config, base_python, run_module, torchrun, write_config
 from shards.config import ConfigError, load_config
 from shards.manifest import read_manifest
 from shards.sweep import check_sweep_folder, sweep_runs
@@ -22,7 +22,7 @@ LIMIT = 3
 
 
 def _lora(pythons, folder: str, seed: int) -> str:
-    pipeline = load_config(write_config(os.path.dirname(folder))).edit.model
+    pipeline = absolute_demo_config()["edit"]["model"]
     done = run_module(pythons["edit"], ["-m", "edit_stage.tiny", "--output", folder, "--lora-for", pipeline,
                                         "--seed", str(seed)])
     assert done.returncode == 0, done.stderr
