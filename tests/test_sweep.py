@@ -42,6 +42,11 @@ def _rank_lines(out: str, stage: str, text: str) -> dict[str, int]:
     return counts
 
 
+def _parts_closed(out: str, name: str) -> bool:
+    """Whether a shard part of the run `name` is recorded in an edit journal (a non-empty journal)."""
+    return any(os.path.getsize(p) for p in glob.glob(os.path.join(out, name, "progress", "edit-*.jsonl")))
+
+
 def _attempts(out: str, name: str, stage: str) -> list[dict]:
     with open(os.path.join(out, name, "progress", f"{stage}.json"), encoding="utf-8") as f:
         return json.load(f)["attempts"]
@@ -60,7 +65,7 @@ def sweep(pythons, tmp_path_factory):
     first = subprocess.Popen(_launch(config, out), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              env={**os.environ, "PYTHONPATH": REPO})
     deadline = time.monotonic() + 900
-    while not glob.glob(os.path.join(out, "step-100", "progress", "edit-*.jsonl")):   # a checkpoint's part closed
+    while not _parts_closed(out, "step-100"):               # killed once a checkpoint's first part is recorded
         assert first.poll() is None and time.monotonic() < deadline, "the sweep ended before it was killed"
         time.sleep(0.5)
     first.send_signal(signal.SIGKILL)
