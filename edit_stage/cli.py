@@ -89,8 +89,12 @@ def edit_share(works: list[RunWork], state: DistState, log) -> list[dict[str, An
             stack.enter_context(writer)
         bar = stack.enter_context(progress(state, "edit", "samples", len(items)))
         steps = stack.enter_context(progress(state, "edit", "denoise", steps_total, slot=1, leave=False))
+        previous = None
         for position in queue:
             work, sample = items[position]
+            if previous is not None and previous is not work:
+                writers[id(previous)].flush()    # the queue never comes back to a run: its last part is closed now
+            previous = work
             cfg = cfgs[id(work)]
             pipe = editor.use(cfg, digest_cache(work.config.output_dir))
             seed = derive_seed(cfg.seed, sample.id)
