@@ -4,18 +4,21 @@ functions of score_stage.judges.server_answers (a real vLLM server is in tests/t
 import base64
 import io
 import math
+import os
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from score_stage.judges.server_answers import (Recipe, ServerError, data_url, first_probabilities,
+from conftest import REPO
+from score_stage.judges.server_answers import (Recipe, ServerError, data_url, first_probabilities, not_a_completion,
                                                forced_probabilities, no_answer, openai_messages, prefilled_body,
                                                usage, written_probabilities)
 from score_stage.scoring import digit_distribution, score_distribution
 
 DIGIT_IDS = tuple(range(100, 110))        # a made-up tokenizer's "0".."9"
+SERVED_CPU = os.path.join(REPO, "configs", "demo-served.yaml")
 
 
 def position(token: str, alternatives: dict[str, float]) -> dict:
@@ -113,3 +116,56 @@ def test_no_digit_among_the_tokens_a_server_reported_is_a_failed_answer_never_a_
 
     answer = _distribution_answer([float("nan")] * 11, 0.0, {"prompt": 5, "completion": 1})
     assert answer["score"] is None and "no score among the likeliest tokens" in answer["failed"]
+
+
+@pytest.mark.parametrize("answer, why", [
+    ("<html><body>Welcome to nginx</body></html>", "not JSON: '<html><body>Welcome to nginx"),
+    ({"status": "ok"}, "no choices"),
+    ({"object": "chat.completion", "choices": []}, "no choices"),
+    ({"choices": [{"text": "Score: 7"}]}, "no message"),
+])
+def test_an_answer_that_is_not_a_chat_completion_says_what_it_is(answer, why):
+    # A URL that answers, but not as an OpenAI chat-completions API (a web page, a health endpoint, a completions
+    # API): named, never read as an answer without a score.
+    assert why in not_a_completion(answer)
+
+
+def test_a_chat_completion_is_one():
+    assert not_a_completion({"choices": [{"message": {"content": "Score: 7"}, "finish_reason": "stop"}]}) is None
+
+
+@pytest.mark.parametrize("status, page, said", [
+    (200, b"<html><body>Welcome to nginx</body></html>", "did not answer as an OpenAI chat-completions API"),
+    (404, b"<html>Not Found</html>", "answered 404"),
+])
+def test_a_url_that_answers_but_is_no_chat_completions_api_is_refused_naming_it(status, page, said):
+    import dataclasses
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from score_stage.judges.served import ServedJudge
+    from shards.config import load_config
+    from shards.config_schema import ServerConfig
+
+    class Page(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+    site = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=site.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{site.server_address[1]}/v1"
+    score = load_config(SERVED_CPU).score
+    try:
+        with pytest.raises(ServerError, match=rf"(?s){said}.*score\.server\.url"):
+            ServedJudge(dataclasses.replace(score, server=ServerConfig(url=url, retries=0)))
+    finally:
+        site.shutdown()
+        site.server_close()

@@ -83,6 +83,18 @@ def written_body(model: str, messages: list[dict], max_tokens: int, top_logprobs
     return {**generate_body(model, messages, max_tokens), "logprobs": True, "top_logprobs": top_logprobs}
 
 
+def not_a_completion(answer: Any) -> str | None:
+    """Why a server's answer is not an OpenAI chat completion (a web page, another API's JSON), or None."""
+    if not isinstance(answer, dict):
+        return f"not JSON: {' '.join(str(answer).split())[:120]!r}"
+    choices = answer.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return f"no choices in {' '.join(str(answer).split())[:120]}"
+    if not isinstance(choices[0].get("message"), dict):
+        return f"no message in its first choice: {' '.join(str(choices[0]).split())[:120]}"
+    return None
+
+
 def no_answer(choice: dict[str, Any]) -> str | None:
     """Why a choice holds no answer to read a score from (a content filter, a refusal, nothing written), or None."""
     message = choice.get("message") or {}
