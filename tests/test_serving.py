@@ -57,3 +57,33 @@ def test_a_server_that_never_answers_is_stopped_after_its_timeout(tmp_path):
             pass
     left = subprocess.run(["pgrep", "-f", str(fake)], capture_output=True, text=True).stdout
     assert not left.strip()                                       # stopped, its whole process group
+
+
+def test_a_port_another_server_answers_on_is_refused_before_starting_never_taken_for_ours(tmp_path):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Healthy(BaseHTTPRequestHandler):         # another run's judge server, or anything answering /health
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    other = ThreadingHTTPServer(("127.0.0.1", 0), Healthy)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    port = other.server_address[1]
+    fake = tmp_path / "python"
+    fake.write_text(f"#!{sys.executable}\nimport time\nprint('loading', flush=True)\ntime.sleep(600)\n")
+    fake.chmod(0o755)
+    score = load_config(SERVED_CPU, {"score.server.start.port": port}).score
+    try:
+        with pytest.raises(ServerFailed, match=rf"port {port} .*taken.*score\.server\.start\.port"):
+            with judge_server(score, "cpu", str(fake), str(tmp_path / "serve.log"), print):
+                pass
+    finally:
+        other.shutdown()
+        other.server_close()
+    assert not (tmp_path / "serve.log").exists()                  # nothing was started

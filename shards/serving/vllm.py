@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -76,6 +77,10 @@ def judge_server(score, device: str, python: str, log_path: str, say: Callable[[
         ServerFailed: the server exited, or did not answer within `start.ready_timeout_s`, with its log's end.
     """
     start = score.server.start
+    if port_taken(start.port):
+        # Else whatever answers /health there (another run's judge, a leftover) would be taken for ours.
+        raise ServerFailed(f"port {start.port} on 127.0.0.1 is taken by another process (another run's judge "
+                           f"server?): set score.server.start.port to a free port (or stop that process)")
     command = server_command(score, python)
     say(f"judge server: {' '.join(command)} (log: {log_path})")
     with open(log_path, "ab") as log:
@@ -123,6 +128,18 @@ def wait_until_ready(proc: subprocess.Popen, url: str, timeout_s: float, log_pat
             say(f"waiting for the judge server ({now - began:.0f}s of at most {timeout_s:.0f}s)")
             said = now
         time.sleep(POLL_S)
+
+
+def port_taken(port: int) -> bool:
+    """Whether a process listens on `port` of the loopback interface (a closed connection's TIME_WAIT does not
+    count: the server binds with SO_REUSEADDR too)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
 
 
 def healthy(url: str) -> bool:
