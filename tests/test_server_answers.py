@@ -2,9 +2,14 @@
 functions of score_stage.judges.server_answers (a real vLLM server is in tests/test_served.py)."""
 
 import base64
+import contextlib
+import dataclasses
 import io
+import json
 import math
 import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -16,6 +21,8 @@ from score_stage.judges.server_answers import (Recipe, ServerError, data_url, fi
                                                forced_probabilities, no_answer, openai_messages, prefilled_body,
                                                usage, written_probabilities)
 from score_stage.scoring import digit_distribution, score_distribution
+from shards.config import load_config
+from shards.config_schema import ServerConfig
 
 DIGIT_IDS = tuple(range(100, 110))        # a made-up tokenizer's "0".."9"
 SERVED_CPU = os.path.join(REPO, "configs", "demo-served.yaml")
@@ -134,38 +141,59 @@ def test_a_chat_completion_is_one():
     assert not_a_completion({"choices": [{"message": {"content": "Score: 7"}, "finish_reason": "stop"}]}) is None
 
 
+@contextlib.contextmanager
+def site(reply):
+    """A local HTTP endpoint answering each POST with `reply(path, body)`: (status, content type, bytes)."""
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            status, kind, data = reply(self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def served_judge(url: str, mode: str = "expected"):
+    from score_stage.judges.served import ServedJudge
+
+    score = load_config(SERVED_CPU).score
+    return ServedJudge(dataclasses.replace(score, mode=mode, server=ServerConfig(url=url, retries=0)))
+
+
 @pytest.mark.parametrize("status, page, said", [
     (200, b"<html><body>Welcome to nginx</body></html>", "did not answer as an OpenAI chat-completions API"),
     (404, b"<html>Not Found</html>", "answered 404"),
 ])
 def test_a_url_that_answers_but_is_no_chat_completions_api_is_refused_naming_it(status, page, said):
-    import dataclasses
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    from score_stage.judges.served import ServedJudge
-    from shards.config import load_config
-    from shards.config_schema import ServerConfig
-
-    class Page(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            self.send_response(status)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(page)))
-            self.end_headers()
-            self.wfile.write(page)
-
-    site = ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    threading.Thread(target=site.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{site.server_address[1]}/v1"
-    score = load_config(SERVED_CPU).score
-    try:
+    with site(lambda path, body: (status, "text/html", page)) as url:
         with pytest.raises(ServerError, match=rf"(?s){said}.*score\.server\.url"):
-            ServedJudge(dataclasses.replace(score, server=ServerConfig(url=url, retries=0)))
-    finally:
-        site.shutdown()
-        site.server_close()
+            served_judge(url)
+
+
+def test_a_question_the_server_refuses_stops_the_stage_naming_the_sample_and_dimension():
+    def reply(path, body):
+        if "a street" in json.dumps(body):        # the sample's question, not the probe's
+            error = {"error": {"message": "This model's maximum context length is 2048 tokens.", "code": 400}}
+            return 400, "application/json", json.dumps(error).encode()
+        answer = {"model": body["model"], "choices": [{"index": 0, "finish_reason": "stop",
+                                                       "message": {"role": "assistant", "content": "Score: 5"}}]}
+        return 200, "application/json", json.dumps(answer).encode()
+
+    dimension = next(iter(load_config(SERVED_CPU).score.prompts["环境"].dimensions.items()))
+    entry = {"id": "env-07", "category": "环境", "instruction": "make it rain", "description": "a street"}
+    with site(reply) as url:
+        judge = served_judge(url, mode="generate")
+        with pytest.raises(ServerError, match=rf"sample 'env-07', dimension '{dimension[0]}'.*maximum context"):
+            judge.ask([(entry, dimension[1], [Image.new("RGB", (64, 64))])])

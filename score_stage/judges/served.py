@@ -93,6 +93,14 @@ class ServedJudge:
         self.client.close()
 
     def _answer(self, entry: dict, dimension: Dimension, images: list[Image.Image]) -> dict[str, Any]:
+        try:
+            return self._ask_one(entry, dimension, images)
+        except ServerError as e:      # a question refused (too long for the server's context, say): name which
+            names = [n for n, d in self.cfg.prompts[entry["category"]].dimensions.items() if d == dimension]
+            raise ServerError(f"judging sample {entry['id']!r}, dimension {names[0] if names else '?'!r}: {e}") \
+                from None
+
+    def _ask_one(self, entry: dict, dimension: Dimension, images: list[Image.Image]) -> dict[str, Any]:
         cfg = self.cfg
         if cfg.mode == "generate":
             body = generate_body(cfg.model, openai_messages(conversation(dimension, entry, images)),
