@@ -43,9 +43,8 @@ def server_command(score, python: str) -> list[str]:
     console script looks for a distribution named vllm, which the CPU build is not)."""
     start = score.server.start
     command = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", score.model,
-               "--served-model-name", score.model, "--host", "127.0.0.1", "--port", str(start.port)]
-    if "--dtype" not in start.args:
-        command += ["--dtype", score.dtype]
+               "--served-model-name", score.model, "--host", "127.0.0.1", "--port", str(start.port),
+               "--dtype", score.dtype]
     if score.trust_remote_code:
         command.append("--trust-remote-code")
     return command + list(start.args)
