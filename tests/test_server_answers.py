@@ -197,3 +197,12 @@ def test_a_question_the_server_refuses_stops_the_stage_naming_the_sample_and_dim
         judge = served_judge(url, mode="generate")
         with pytest.raises(ServerError, match=rf"sample 'env-07', dimension '{dimension[0]}'.*maximum context"):
             judge.ask([(entry, dimension[1], [Image.new("RGB", (64, 64))])])
+
+
+def test_the_way_a_score_is_read_is_named_with_what_changes_it():
+    from score_stage.judges.server_answers import reading
+
+    assert reading(Recipe("prefilled", DIGIT_IDS, 20)) == reading(Recipe("prefilled", DIGIT_IDS, 5))   # unused
+    assert reading(Recipe("prefilled", None, 20)) != reading(Recipe("prefilled", None, 5))
+    assert reading(Recipe("written", None, 20)) != reading(Recipe("prefilled", None, 20))
+    assert reading(None) is None                                                   # generate mode reads text

@@ -44,6 +44,17 @@ class Recipe:
     """How many of the likeliest tokens to ask for when the digits cannot be named by id."""
 
 
+def reading(recipe: Recipe | None) -> str | None:
+    """How an `expected`-mode score is read from this server, in words, with what changes it (None: `generate`
+    mode, read from the text): part of what a run is, since another way gives another measure."""
+    if recipe is None:
+        return None
+    if recipe.digit_ids is not None:
+        return "the ten digits' logprobs by token id, after the prefilled answer"
+    where = "after the prefilled answer" if recipe.way == "prefilled" else "where the written score begins"
+    return f"the likeliest {recipe.top_logprobs} tokens {where}"
+
+
 def data_url(image: Image.Image) -> str:
     """The image as a PNG data URL: lossless, so the server sees the pixels the in-process judge would."""
     buffer = io.BytesIO()
