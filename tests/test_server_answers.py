@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 
 from conftest import REPO
-from score_stage.judges.server_answers import (Recipe, ServerError, data_url, first_probabilities, not_a_completion,
-                                               forced_probabilities, no_answer, openai_messages, prefilled_body,
-                                               usage, written_probabilities)
+from score_stage.judges.server_answers import (SCORE_TEXTS, Recipe, ServerError, data_url, first_probabilities,
+                                               forced_probabilities, no_answer, not_a_completion, openai_messages,
+                                               prefilled_body, usage, written_probabilities)
 from score_stage.scoring import digit_distribution, score_distribution
 from shards.config import load_config
 from shards.config_schema import ServerConfig
@@ -206,3 +206,17 @@ def test_the_way_a_score_is_read_is_named_with_what_changes_it():
     assert reading(Recipe("prefilled", None, 20)) != reading(Recipe("prefilled", None, 5))
     assert reading(Recipe("written", None, 20)) != reading(Recipe("prefilled", None, 20))
     assert reading(None) is None                                                   # generate mode reads text
+
+
+def test_a_written_score_is_read_right_after_the_prefix_never_from_a_later_number():
+    def written(*tokens):
+        scores = {" 3": math.log(0.7), " 4": math.log(0.2), "7": math.log(0.6), "8": math.log(0.3)}
+        return {"logprobs": {"content": [position(t, scores if t.strip() in SCORE_TEXTS else {}) for t in tokens]}}
+
+    # No score after the prefix: the 3 a sentence later is no score, and reading it would make one up.
+    assert written_probabilities(written("Score", ":", " X", ".", " I", " give", " 3", " stars"), "Score: ") is None
+    bold = written_probabilities(written("Score", ":", " **", "7", "**"), "Score: ")       # as the text parser
+    assert bold[7] == pytest.approx(0.6) and bold[8] == pytest.approx(0.3)
+    # The last prefix followed by a score, as the text parser takes the last labelled score.
+    last = written_probabilities(written("Score", ":", " 3", ".", " (", "Score", ":", " X", " means", ")"), "Score: ")
+    assert last[3] == pytest.approx(0.7)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -171,28 +172,25 @@ def first_probabilities(choice: dict[str, Any], recipe: Recipe) -> list[float]:
 
 
 def written_probabilities(choice: dict[str, Any], answer_prefix: str) -> list[float] | None:
-    """P(score = s) for s = 0..10 at the position where the written score begins (the first token after the last
-    `answer_prefix` that holds a digit), from the alternatives whose text, stripped, is a whole score; None when
-    the answer never writes the prefix followed by a number."""
+    """P(score = s) for s = 0..10 at the position where the written score begins (the token holding the first
+    digit right after the last `answer_prefix` that a number follows, spaces or bold marks between, as the text
+    parser reads it), from the alternatives whose text, stripped, is a whole score; None when the answer never
+    writes the prefix followed by a number."""
     positions = _positions(choice)
     text, starts = "", []
     for position in positions:
         starts.append(len(text))
         text += position["token"]
-    at = text.rfind(answer_prefix.strip())
-    if at < 0:
+    found = list(re.finditer(re.escape(answer_prefix.strip()) + r"[\s*]*(\d)", text))
+    if not found:
         return None
-    after = at + len(answer_prefix.strip())
-    for start, position in zip(starts, positions):
-        if start + len(position["token"]) > after and any(c.isdigit() for c in text[max(start, after):
-                                                                                     start + len(position["token"])]):
-            found = [0.0] * 11
-            for alternative in position.get("top_logprobs") or []:
-                if alternative["token"].strip() in SCORE_TEXTS:
-                    score = int(alternative["token"].strip())
-                    found[score] += math.exp(alternative["logprob"])
-            return found
-    return None
+    digit_at = found[-1].start(1)
+    position = next(p for start, p in zip(starts, positions) if start <= digit_at < start + len(p["token"]))
+    scores = [0.0] * 11
+    for alternative in position.get("top_logprobs") or []:
+        if alternative["token"].strip() in SCORE_TEXTS:
+            scores[int(alternative["token"].strip())] += math.exp(alternative["logprob"])
+    return scores
 
 
 def usage(response: dict[str, Any]) -> dict[str, int]:
