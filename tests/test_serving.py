@@ -89,3 +89,14 @@ def test_a_port_another_server_answers_on_is_refused_before_starting_never_taken
         other.shutdown()
         other.server_close()
     assert not (tmp_path / "serve.log").exists()                  # nothing was started
+
+
+def test_a_port_this_user_may_not_bind_is_not_called_taken(monkeypatch):
+    import socket
+
+    from shards.serving.vllm import port_taken
+
+    def refuse(self, address):                    # what binding port 80 as another user than root meets
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(socket.socket, "bind", refuse)
+    assert port_taken(80) is False                # the server's own log then says why it could not listen

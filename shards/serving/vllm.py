@@ -14,6 +14,7 @@ nodes each node's launcher starts its own, and that node's score ranks send to i
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import socket
@@ -136,8 +137,8 @@ def port_taken(port: int) -> bool:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
-        except OSError:
-            return True
+        except OSError as e:         # not a port this user may take (below 1024): the server's log will say
+            return e.errno == errno.EADDRINUSE
     return False
 
 
