@@ -100,3 +100,22 @@ def test_a_port_this_user_may_not_bind_is_not_called_taken(monkeypatch):
         raise PermissionError(13, "Permission denied")
     monkeypatch.setattr(socket.socket, "bind", refuse)
     assert port_taken(80) is False                # the server's own log then says why it could not listen
+
+
+def test_a_port_a_stopped_server_left_in_time_wait_is_free_for_the_next_run():
+    import socket
+
+    from shards.serving.vllm import port_taken
+
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    served, _ = listener.accept()
+    assert port_taken(port)
+    served.close()                      # the server closes first: its side of the connection waits (TIME_WAIT)
+    listener.close()
+    client.close()
+    assert not port_taken(port)         # a launcher killed a moment ago: the same command runs again at once
