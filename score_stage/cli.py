@@ -150,7 +150,8 @@ def record_attempt(config: RunConfig, state: DistState, worker: JudgeWorker | No
     is recorded, and after a judge server answered, so that the model it reports is: a resumed run whose server
     now reports another model is refused); every rank waits for it."""
     if state.is_main:
-        identity = run_identity(config, "score", worker.reported_model if worker else None)
+        identity = run_identity(config, "score", worker.reported_model if worker else None,
+                                worker.reading if worker else None)
         check_identity(config.output_dir, "score", identity)
         begin_attempt(config.output_dir, "score", identity, world_size=state.world_size, **counts)
     barrier()  # the record exists before any rank opens a journal: every file in the folder is accounted for

@@ -115,6 +115,13 @@ class JudgeWorker:
         """The model a judge server says it serves (a hosted API's dated snapshot); None in process."""
         return getattr(self.judge, "reported_model", None)
 
+    @property
+    def reading(self) -> str | None:
+        """How a judge server's `expected`-mode scores are read, as its probe settled it; None in process."""
+        from score_stage.judges.server_answers import reading
+
+        return reading(self.judge.recipe) if self.config.score.backend == "server" else None
+
     def judge_chunks(self, chunks: list[list[dict]], name: str) -> None:
         """Judge the chunks this rank takes from a queue shared by every rank (all ranks must call this together,
         with the same chunks)."""

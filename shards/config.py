@@ -13,6 +13,7 @@ import difflib
 import os
 import re
 import string
+import urllib.parse
 from typing import Any
 
 import yaml
@@ -170,6 +171,9 @@ def _check_server(config: RunConfig) -> None:
     if server.url is not None and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", server.url):
         raise ConfigError(f"{where(src, 'score.server.url')}: expected http://HOST[:PORT]/PATH or https://..., got "
                           f"{quote(server.url)}")
+    if server.url is not None and "@" in urllib.parse.urlsplit(server.url).netloc:
+        raise ConfigError(f"{where(src, 'score.server.url')}: holds credentials (user:password@), which would be "
+                          "logged with it; put the key in the variable score.server.api_key_env names")
     if server.api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", server.api_key_env):
         raise ConfigError(f"{where(src, 'score.server.api_key_env')}: the NAME of an environment variable that holds "
                           "the key (e.g. OPENAI_API_KEY), never the key itself")
@@ -183,11 +187,27 @@ def _check_server(config: RunConfig) -> None:
         if config.distributed.device == "auto":
             raise ConfigError(f"{where(src, 'distributed.device')}: set cuda or cpu when the launcher starts the "
                               "judge server: it picks the server's environment (vllm, or the CPU build) by it")
+        _check_start_args(src, server.start.args)
     for key, value in limits.items():
         if value is not None and value <= 0:
             raise ConfigError(f"{where(src, 'score.server.' + key)}: must be positive, got {value}")
     if server.retries < 0:
         raise ConfigError(f"{where(src, 'score.server.retries')}: must be 0 or more, got {server.retries}")
+
+
+# The engine arguments the launcher sets itself, each from the setting that is part of what a run is (or where
+# the launcher looks for the server): given again in start.args, the engine would take the last one, unrecorded.
+LAUNCHER_SET_ARGS = {"--model": "score.model", "--served-model-name": "score.model", "--dtype": "score.dtype",
+                     "--trust-remote-code": "score.trust_remote_code", "--host": "127.0.0.1, this node's own",
+                     "--port": "score.server.start.port"}
+
+
+def _check_start_args(src: str, args: list[str]) -> None:
+    for arg in args:
+        name = str(arg).split("=", 1)[0]
+        if name in LAUNCHER_SET_ARGS:
+            raise ConfigError(f"{where(src, 'score.server.start.args')}: {name} is the launcher's to set (from "
+                              f"{LAUNCHER_SET_ARGS[name]}); remove it from the engine's arguments")
 
 
 def _check_lora(config: RunConfig) -> None:

@@ -373,6 +373,14 @@ SERVED = os.path.join(REPO, "configs", "demo-served.yaml")
     ({"score.backend": "server", "score.server": {"start": {"port": 70000}}}, "score.server.start.port: not a port"),
     ({"score.backend": "server", "score.server": {"start": {}}, "distributed.device": "auto"},
      "distributed.device: set cuda or cpu when the launcher starts the judge server"),
+    ({"score.backend": "server", "score.server": {"start": {"args": ["--dtype", "float16"]}}},
+     "score.server.start.args: --dtype is the launcher's to set (from score.dtype)"),
+    ({"score.backend": "server", "score.server": {"start": {"args": ["--enforce-eager", "--port=9000"]}}},
+     "score.server.start.args: --port is the launcher's to set (from score.server.start.port)"),
+    ({"score.backend": "server", "score.server": {"start": {"args": ["--served-model-name", "gpt-4.1"]}}},
+     "score.server.start.args: --served-model-name is the launcher's to set (from score.model)"),
+    ({"score.backend": "server", "score.server": {"url": "https://user:sk-abc123@api.example.com/v1"}},
+     "score.server.url: holds credentials (user:password@)"),
     ({"score.image_max_side": 8}, "score.image_max_side: must be at least 32"),
     ({"score.backend": "served"}, "score.backend: 'served' is not one of ['transformers', 'server']"),
 ])
@@ -401,6 +409,21 @@ def test_how_fast_and_how_many_at_once_are_not_what_a_served_run_is(tmp_path):
         "url": "https://api.example.com/v1"}}), "score", served_model="gpt-x-2026-01-01")
     assert hosted["score.server host"] == "api.example.com"
     assert hosted["score.model as the server reports it"] == "gpt-x-2026-01-01"
+
+
+def test_a_served_run_resumed_with_another_way_of_reading_its_scores_is_refused(tmp_path):
+    # A hosted judge's expected scores read from its 20 likeliest tokens, resumed reading 5 (a digit not among them
+    # counts as 0): the two halves' scores would not be the same measure.
+    from shards.folder.identity import check_identity, run_identity
+    from shards.folder.records import ResumeError, begin_attempt
+
+    config = load_config(SERVED, {"output_dir": str(tmp_path), "score.server": {"url": "https://api.example.com/v1"}})
+    before = run_identity(config, "score", "gpt-x", reading="the likeliest 20 tokens where the written score begins")
+    begin_attempt(str(tmp_path), "score", before, world_size=1)
+    now = run_identity(config, "score", "gpt-x", reading="the likeliest 5 tokens where the written score begins")
+    with pytest.raises(ResumeError, match='score.reading as the server allows it: was "the likeliest 20'):
+        check_identity(str(tmp_path), "score", now)
+    assert check_identity(str(tmp_path), "score", before) == []
 
 
 @pytest.mark.parametrize("name", sorted(n for n in os.listdir(os.path.join(REPO, "configs")) if n.endswith(".yaml")))

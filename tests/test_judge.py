@@ -162,14 +162,15 @@ def test_the_judge_benchmark_runs_on_cpu_at_real_width_in_both_modes(pythons, tm
     assert figures["device"]["type"] == "cpu" and figures["versions"]["transformers"].startswith("5.")
     assert figures["build"]["parameters"] == 1_326_483_408          # one layer of the real width, 128 experts
     for mode in ("expected", "generate"):
-        timed = figures["modes"][mode]
+        timed = figures["backends"]["transformers"][mode]
         assert timed["queries"] == 2 and timed["seconds"] > 0           # both queries timed, in one batch of 2
         assert timed["s_per_image"] == pytest.approx(timed["seconds"] / timed["queries"], abs=1e-3), timed
-    assert figures["modes"]["expected"]["scored"] == 2               # expected mode always gives a number
+    assert figures["backends"]["transformers"]["expected"]["scored"] == 2   # expected mode always gives a number
     # Loading maps the files: no private copy of the weights in host memory.
     assert figures["host_rss_after_load"]["anon"] < 0.5 * figures["weights_bytes"]
-    print(f"\njudge bench (CPU, 1 layer): expected {figures['modes']['expected']['s_per_image']} s/image, "
-          f"generate {figures['modes']['generate']['s_per_image']} s/image")
+    timed = figures["backends"]["transformers"]
+    print(f"\njudge bench (CPU, 1 layer): expected {timed['expected']['s_per_image']} s/image, "
+          f"generate {timed['generate']['s_per_image']} s/image")
 
 
 def test_a_samples_own_field_is_written_into_the_prompt(judge):

@@ -3,8 +3,8 @@ scores as in process, the launcher's own server started and stopped, kill -9 and
 proxy injects in front of the real server retried or recorded as failed, a server without logprobs refused up
 front, and an API key that goes nowhere but the request.
 
-One server for the session (started by the launcher's own code, `launch.serve.judge_server`), about a minute and a
-half on this kind of machine; the launcher tests start their own.
+One server for the session (started by the launcher's own code, `shards.serving.vllm.judge_server`), about a
+minute and a half on this kind of machine; the launcher tests start their own.
 """
 
 import json

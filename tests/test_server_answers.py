@@ -2,20 +2,30 @@
 functions of score_stage.judges.server_answers (a real vLLM server is in tests/test_served.py)."""
 
 import base64
+import contextlib
+import dataclasses
 import io
+import json
 import math
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from score_stage.judges.server_answers import (Recipe, ServerError, data_url, first_probabilities,
-                                               forced_probabilities, no_answer, openai_messages, prefilled_body,
-                                               usage, written_probabilities)
+from conftest import REPO
+from score_stage.judges.server_answers import (SCORE_TEXTS, Recipe, ServerError, data_url, first_probabilities,
+                                               forced_probabilities, no_answer, not_a_completion, openai_messages,
+                                               prefilled_body, usage, written_probabilities)
 from score_stage.scoring import digit_distribution, score_distribution
+from shards.config import load_config
+from shards.config_schema import ServerConfig
 
 DIGIT_IDS = tuple(range(100, 110))        # a made-up tokenizer's "0".."9"
+SERVED_CPU = os.path.join(REPO, "configs", "demo-served.yaml")
 
 
 def position(token: str, alternatives: dict[str, float]) -> dict:
@@ -113,3 +123,100 @@ def test_no_digit_among_the_tokens_a_server_reported_is_a_failed_answer_never_a_
 
     answer = _distribution_answer([float("nan")] * 11, 0.0, {"prompt": 5, "completion": 1})
     assert answer["score"] is None and "no score among the likeliest tokens" in answer["failed"]
+
+
+@pytest.mark.parametrize("answer, why", [
+    ("<html><body>Welcome to nginx</body></html>", "not JSON: '<html><body>Welcome to nginx"),
+    ({"status": "ok"}, "no choices"),
+    ({"object": "chat.completion", "choices": []}, "no choices"),
+    ({"choices": [{"text": "Score: 7"}]}, "no message"),
+])
+def test_an_answer_that_is_not_a_chat_completion_says_what_it_is(answer, why):
+    # A URL that answers, but not as an OpenAI chat-completions API (a web page, a health endpoint, a completions
+    # API): named, never read as an answer without a score.
+    assert why in not_a_completion(answer)
+
+
+def test_a_chat_completion_is_one():
+    assert not_a_completion({"choices": [{"message": {"content": "Score: 7"}, "finish_reason": "stop"}]}) is None
+
+
+@contextlib.contextmanager
+def site(reply):
+    """A local HTTP endpoint answering each POST with `reply(path, body)`: (status, content type, bytes)."""
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            status, kind, data = reply(self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def served_judge(url: str, mode: str = "expected"):
+    from score_stage.judges.served import ServedJudge
+
+    score = load_config(SERVED_CPU).score
+    return ServedJudge(dataclasses.replace(score, mode=mode, server=ServerConfig(url=url, retries=0)))
+
+
+@pytest.mark.parametrize("status, page, said", [
+    (200, b"<html><body>Welcome to nginx</body></html>", "did not answer as an OpenAI chat-completions API"),
+    (404, b"<html>Not Found</html>", "answered 404"),
+])
+def test_a_url_that_answers_but_is_no_chat_completions_api_is_refused_naming_it(status, page, said):
+    with site(lambda path, body: (status, "text/html", page)) as url:
+        with pytest.raises(ServerError, match=rf"(?s){said}.*score\.server\.url"):
+            served_judge(url)
+
+
+def test_a_question_the_server_refuses_stops_the_stage_naming_the_sample_and_dimension():
+    def reply(path, body):
+        if "a street" in json.dumps(body):        # the sample's question, not the probe's
+            error = {"error": {"message": "This model's maximum context length is 2048 tokens.", "code": 400}}
+            return 400, "application/json", json.dumps(error).encode()
+        answer = {"model": body["model"], "choices": [{"index": 0, "finish_reason": "stop",
+                                                       "message": {"role": "assistant", "content": "Score: 5"}}]}
+        return 200, "application/json", json.dumps(answer).encode()
+
+    dimension = next(iter(load_config(SERVED_CPU).score.prompts["环境"].dimensions.items()))
+    entry = {"id": "env-07", "category": "环境", "instruction": "make it rain", "description": "a street"}
+    with site(reply) as url:
+        judge = served_judge(url, mode="generate")
+        with pytest.raises(ServerError, match=rf"sample 'env-07', dimension '{dimension[0]}'.*maximum context"):
+            judge.ask([(entry, dimension[1], [Image.new("RGB", (64, 64))])])
+
+
+def test_the_way_a_score_is_read_is_named_with_what_changes_it():
+    from score_stage.judges.server_answers import reading
+
+    assert reading(Recipe("prefilled", DIGIT_IDS, 20)) == reading(Recipe("prefilled", DIGIT_IDS, 5))   # unused
+    assert reading(Recipe("prefilled", None, 20)) != reading(Recipe("prefilled", None, 5))
+    assert reading(Recipe("written", None, 20)) != reading(Recipe("prefilled", None, 20))
+    assert reading(None) is None                                                   # generate mode reads text
+
+
+def test_a_written_score_is_read_right_after_the_prefix_never_from_a_later_number():
+    def written(*tokens):
+        scores = {" 3": math.log(0.7), " 4": math.log(0.2), "7": math.log(0.6), "8": math.log(0.3)}
+        return {"logprobs": {"content": [position(t, scores if t.strip() in SCORE_TEXTS else {}) for t in tokens]}}
+
+    # No score after the prefix: the 3 a sentence later is no score, and reading it would make one up.
+    assert written_probabilities(written("Score", ":", " X", ".", " I", " give", " 3", " stars"), "Score: ") is None
+    bold = written_probabilities(written("Score", ":", " **", "7", "**"), "Score: ")       # as the text parser
+    assert bold[7] == pytest.approx(0.6) and bold[8] == pytest.approx(0.3)
+    # The last prefix followed by a score, as the text parser takes the last labelled score.
+    last = written_probabilities(written("Score", ":", " 3", ".", " (", "Score", ":", " X", " means", ")"), "Score: ")
+    assert last[3] == pytest.approx(0.7)

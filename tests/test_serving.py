@@ -22,8 +22,10 @@ def test_the_server_serves_the_judge_under_its_own_name_on_loopback_with_the_con
     assert command[command.index("--model") + 1] == command[command.index("--served-model-name") + 1] == score.model
     assert command[command.index("--host") + 1] == "127.0.0.1" and "--data-parallel-size" in command
     assert command[command.index("--dtype") + 1] == "bfloat16"
-    own = load_config(SERVED_GPU, {"score.server.start.args": ["--dtype", "float16"], "score.trust_remote_code": True})
-    assert server_command(own.score, "p").count("--dtype") == 1 and "--trust-remote-code" in server_command(own.score, "p")
+    # The dtype is score.dtype's, which the run's identity records (start.args may not set it: tests/test_config.py).
+    own = load_config(SERVED_GPU, {"score.dtype": "float16", "score.trust_remote_code": True})
+    command = server_command(own.score, "p")
+    assert command[command.index("--dtype") + 1] == "float16" and "--trust-remote-code" in command
 
 
 def test_on_the_cpu_the_server_gets_the_cpu_builds_settings_and_on_gpus_its_share(monkeypatch):
@@ -57,3 +59,63 @@ def test_a_server_that_never_answers_is_stopped_after_its_timeout(tmp_path):
             pass
     left = subprocess.run(["pgrep", "-f", str(fake)], capture_output=True, text=True).stdout
     assert not left.strip()                                       # stopped, its whole process group
+
+
+def test_a_port_another_server_answers_on_is_refused_before_starting_never_taken_for_ours(tmp_path):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Healthy(BaseHTTPRequestHandler):         # another run's judge server, or anything answering /health
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    other = ThreadingHTTPServer(("127.0.0.1", 0), Healthy)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    port = other.server_address[1]
+    fake = tmp_path / "python"
+    fake.write_text(f"#!{sys.executable}\nimport time\nprint('loading', flush=True)\ntime.sleep(600)\n")
+    fake.chmod(0o755)
+    score = load_config(SERVED_CPU, {"score.server.start.port": port}).score
+    try:
+        with pytest.raises(ServerFailed, match=rf"port {port} .*taken.*score\.server\.start\.port"):
+            with judge_server(score, "cpu", str(fake), str(tmp_path / "serve.log"), print):
+                pass
+    finally:
+        other.shutdown()
+        other.server_close()
+    assert not (tmp_path / "serve.log").exists()                  # nothing was started
+
+
+def test_a_port_this_user_may_not_bind_is_not_called_taken(monkeypatch):
+    import socket
+
+    from shards.serving.vllm import port_taken
+
+    def refuse(self, address):                    # what binding port 80 as another user than root meets
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(socket.socket, "bind", refuse)
+    assert port_taken(80) is False                # the server's own log then says why it could not listen
+
+
+def test_a_port_a_stopped_server_left_in_time_wait_is_free_for_the_next_run():
+    import socket
+
+    from shards.serving.vllm import port_taken
+
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    served, _ = listener.accept()
+    assert port_taken(port)
+    served.close()                      # the server closes first: its side of the connection waits (TIME_WAIT)
+    listener.close()
+    client.close()
+    assert not port_taken(port)         # a launcher killed a moment ago: the same command runs again at once

@@ -30,8 +30,8 @@ from PIL import Image
 
 from score_stage.chat import conversation
 from score_stage.judges.server_answers import (Recipe, ServerError, first_probabilities, forced_probabilities,
-                                               generate_body, no_answer, openai_messages, prefilled_body, usage,
-                                               written_body, written_probabilities)
+                                               generate_body, no_answer, not_a_completion, openai_messages,
+                                               prefilled_body, usage, written_body, written_probabilities)
 from score_stage.parsing import extract_score
 from score_stage.scoring import digit_distribution, expected_score
 from shards.config import Dimension, ScoreConfig
@@ -39,6 +39,7 @@ from shards.config import Dimension, ScoreConfig
 PROBE_SYSTEM = "You are a judge. Answer with one line: Score: X (X an integer from 0 to 10)."
 PROBE_USER = "Rate this answer's format. Score: X"
 # The fields of a chat-completion request the `openai` client knows; any other goes in its `extra_body`.
+CHECK_URL = "is score.server.url the API's base URL (usually ending in /v1)?"
 OPENAI_FIELDS = ("model", "messages", "max_tokens", "temperature", "seed", "logprobs", "top_logprobs", "logit_bias")
 
 
@@ -92,6 +93,14 @@ class ServedJudge:
         self.client.close()
 
     def _answer(self, entry: dict, dimension: Dimension, images: list[Image.Image]) -> dict[str, Any]:
+        try:
+            return self._ask_one(entry, dimension, images)
+        except ServerError as e:      # a question refused (too long for the server's context, say): name which
+            names = [n for n, d in self.cfg.prompts[entry["category"]].dimensions.items() if d == dimension]
+            raise ServerError(f"judging sample {entry['id']!r}, dimension {names[0] if names else '?'!r}: {e}") \
+                from None
+
+    def _ask_one(self, entry: dict, dimension: Dimension, images: list[Image.Image]) -> dict[str, Any]:
         cfg = self.cfg
         if cfg.mode == "generate":
             body = generate_body(cfg.model, openai_messages(conversation(dimension, entry, images)),
@@ -153,11 +162,21 @@ class ServedJudge:
         try:
             response = self.client.chat.completions.create(**known, extra_body=extra or None)
         except openai.APIStatusError as e:
-            raise ServerError(f"the judge server at {self.url} answered {e.status_code}: {_message(e)}") from None
+            # A page, not an API's JSON error (which names, say, a model the server does not serve).
+            page = e.status_code in (404, 405) and not isinstance(e.body, dict)
+            where = f" (no chat completions there: {CHECK_URL})" if page else ""
+            raise ServerError(f"the judge server at {self.url} answered {e.status_code}: {_message(e)}{where}") \
+                from None
         except openai.APIError as e:     # connection refused, reset, timed out: after every retry
             raise ServerError(f"the judge server at {self.url} did not answer ({type(e).__name__}: {e}) after "
                               f"{self.cfg.server.retries} retries") from None
-        return response.model_dump()
+        # The client hands back a page that is not JSON as text, and JSON of another shape unchecked.
+        answer = response.model_dump() if hasattr(response, "model_dump") else response
+        wrong = not_a_completion(answer)
+        if wrong:
+            raise ServerError(f"the judge server at {self.url} did not answer as an OpenAI chat-completions API "
+                              f"({wrong}): {CHECK_URL}")
+        return answer
 
 
 def _distribution_answer(distribution: list[float], mass: float, tokens: dict[str, int]) -> dict[str, Any]:

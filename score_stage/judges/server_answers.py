@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -42,6 +43,17 @@ class Recipe:
     """The server tokenizer's ids of "0".."9" (`prefilled` with vLLM's `/tokenize`), else None."""
     top_logprobs: int = 20
     """How many of the likeliest tokens to ask for when the digits cannot be named by id."""
+
+
+def reading(recipe: Recipe | None) -> str | None:
+    """How an `expected`-mode score is read from this server, in words, with what changes it (None: `generate`
+    mode, read from the text): part of what a run is, since another way gives another measure."""
+    if recipe is None:
+        return None
+    if recipe.digit_ids is not None:
+        return "the ten digits' logprobs by token id, after the prefilled answer"
+    where = "after the prefilled answer" if recipe.way == "prefilled" else "where the written score begins"
+    return f"the likeliest {recipe.top_logprobs} tokens {where}"
 
 
 def data_url(image: Image.Image) -> str:
@@ -81,6 +93,18 @@ def prefilled_body(model: str, messages: list[dict], recipe: Recipe) -> dict[str
 
 def written_body(model: str, messages: list[dict], max_tokens: int, top_logprobs: int) -> dict[str, Any]:
     return {**generate_body(model, messages, max_tokens), "logprobs": True, "top_logprobs": top_logprobs}
+
+
+def not_a_completion(answer: Any) -> str | None:
+    """Why a server's answer is not an OpenAI chat completion (a web page, another API's JSON), or None."""
+    if not isinstance(answer, dict):
+        return f"not JSON: {' '.join(str(answer).split())[:120]!r}"
+    choices = answer.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return f"no choices in {' '.join(str(answer).split())[:120]}"
+    if not isinstance(choices[0].get("message"), dict):
+        return f"no message in its first choice: {' '.join(str(choices[0]).split())[:120]}"
+    return None
 
 
 def no_answer(choice: dict[str, Any]) -> str | None:
@@ -148,28 +172,25 @@ def first_probabilities(choice: dict[str, Any], recipe: Recipe) -> list[float]:
 
 
 def written_probabilities(choice: dict[str, Any], answer_prefix: str) -> list[float] | None:
-    """P(score = s) for s = 0..10 at the position where the written score begins (the first token after the last
-    `answer_prefix` that holds a digit), from the alternatives whose text, stripped, is a whole score; None when
-    the answer never writes the prefix followed by a number."""
+    """P(score = s) for s = 0..10 at the position where the written score begins (the token holding the first
+    digit right after the last `answer_prefix` that a number follows, spaces or bold marks between, as the text
+    parser reads it), from the alternatives whose text, stripped, is a whole score; None when the answer never
+    writes the prefix followed by a number."""
     positions = _positions(choice)
     text, starts = "", []
     for position in positions:
         starts.append(len(text))
         text += position["token"]
-    at = text.rfind(answer_prefix.strip())
-    if at < 0:
+    found = list(re.finditer(re.escape(answer_prefix.strip()) + r"[\s*]*(\d)", text))
+    if not found:
         return None
-    after = at + len(answer_prefix.strip())
-    for start, position in zip(starts, positions):
-        if start + len(position["token"]) > after and any(c.isdigit() for c in text[max(start, after):
-                                                                                     start + len(position["token"])]):
-            found = [0.0] * 11
-            for alternative in position.get("top_logprobs") or []:
-                if alternative["token"].strip() in SCORE_TEXTS:
-                    score = int(alternative["token"].strip())
-                    found[score] += math.exp(alternative["logprob"])
-            return found
-    return None
+    digit_at = found[-1].start(1)
+    position = next(p for start, p in zip(starts, positions) if start <= digit_at < start + len(p["token"]))
+    scores = [0.0] * 11
+    for alternative in position.get("top_logprobs") or []:
+        if alternative["token"].strip() in SCORE_TEXTS:
+            scores[int(alternative["token"].strip())] += math.exp(alternative["logprob"])
+    return scores
 
 
 def usage(response: dict[str, Any]) -> dict[str, int]:

@@ -23,7 +23,8 @@ from typing import Any, Iterator
 
 from shards.config import RunConfig
 from shards.files import atomic_write_json, sha256_file
-from shards.folder.records import FINGERPRINT_SUFFIX, REPORTED_SUFFIX, ResumeError, check_fresh, discovered, read_record
+from shards.folder.records import (ALLOWED_SUFFIX, FINGERPRINT_SUFFIX, REPORTED_SUFFIX, ResumeError, check_fresh,
+                                   discovered, read_record)
 from shards.journal import PROGRESS_DIR
 
 # Settings that change how a stage runs, not what it produces: a resumed run may change them freely.
@@ -36,12 +37,15 @@ HASH_THREADS = 8                                   # hashlib releases the GIL: f
 _ABSENT = object()
 
 
-def run_identity(config: RunConfig, stage: str, served_model: str | None = None) -> dict[str, Any]:
+def run_identity(config: RunConfig, stage: str, served_model: str | None = None,
+                 reading: str | None = None) -> dict[str, Any]:
     """The settings, model and (for the edit stage) dataset that decide a stage's results, as flat JSON data.
 
     Args:
         served_model: A served judge's model as its server reports it (a dated snapshot of a hosted model, say),
             once the server answered; None before.
+        reading: How a served judge's `expected`-mode scores are read (`score_stage.judges.server_answers.reading`),
+            once its probe settled it; None before, and in `generate` mode.
     """
     settings = dataclasses.asdict(getattr(config, stage))
     identity = {f"{stage}.{k}": v for k, v in settings.items() if k not in OPERATIONAL[stage]}
@@ -51,6 +55,8 @@ def run_identity(config: RunConfig, stage: str, served_model: str | None = None)
         identity["score.server host"] = urllib.parse.urlsplit(server.url).hostname if server.url else \
             "the launcher's vLLM on each node"
         identity[f"score.model{REPORTED_SUFFIX}"] = served_model
+        if config.score.mode == "expected":      # `generate` reads the written text, whichever server
+            identity[f"score.reading{ALLOWED_SUFFIX}"] = reading
     cache = digest_cache(config.output_dir)
     identity[f"{stage}.model{FINGERPRINT_SUFFIX}"] = model_fingerprint(settings["model"], cache)
     if stage == "edit":

@@ -29,12 +29,13 @@ from shards.typed_data import SchemaError, load_json
 # later attempt; every other identity value, null included, is compared as it is.
 FINGERPRINT_SUFFIX = " files fingerprint"
 REPORTED_SUFFIX = " as the server reports it"     # a served judge's model: known once the server answers
+ALLOWED_SUFFIX = " as the server allows it"       # how a served judge's scores are read: settled by its probe
 
 
 def discovered(key: str) -> bool:
     """An identity value that may be unknown when a run starts (a checkpoint not on disk yet, a server not up yet)
     and is filled in by a later attempt: null there means "not known", not a value."""
-    return key.endswith((FINGERPRINT_SUFFIX, REPORTED_SUFFIX))
+    return key.endswith((FINGERPRINT_SUFFIX, REPORTED_SUFFIX, ALLOWED_SUFFIX))
 # What `atomic_write` leaves behind when it is killed between writing and renaming.
 _TEMPORARY = r"\.tmp-\d+-[0-9a-f]{8}"
 _PART = re.compile(rf"{SHARDS_DIR}/edit-r(\d{{5}})-of-(\d{{5}})-p\d{{4,}}\.safetensors(?:{_TEMPORARY})?")

@@ -14,8 +14,10 @@ nodes each node's launcher starts its own, and that node's score ranks send to i
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -42,9 +44,8 @@ def server_command(score, python: str) -> list[str]:
     console script looks for a distribution named vllm, which the CPU build is not)."""
     start = score.server.start
     command = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", score.model,
-               "--served-model-name", score.model, "--host", "127.0.0.1", "--port", str(start.port)]
-    if "--dtype" not in start.args:
-        command += ["--dtype", score.dtype]
+               "--served-model-name", score.model, "--host", "127.0.0.1", "--port", str(start.port),
+               "--dtype", score.dtype]
     if score.trust_remote_code:
         command.append("--trust-remote-code")
     return command + list(start.args)
@@ -76,6 +77,10 @@ def judge_server(score, device: str, python: str, log_path: str, say: Callable[[
         ServerFailed: the server exited, or did not answer within `start.ready_timeout_s`, with its log's end.
     """
     start = score.server.start
+    if port_taken(start.port):
+        # Else whatever answers /health there (another run's judge, a leftover) would be taken for ours.
+        raise ServerFailed(f"port {start.port} on 127.0.0.1 is taken by another process (another run's judge "
+                           f"server?): set score.server.start.port to a free port (or stop that process)")
     command = server_command(score, python)
     say(f"judge server: {' '.join(command)} (log: {log_path})")
     with open(log_path, "ab") as log:
@@ -123,6 +128,18 @@ def wait_until_ready(proc: subprocess.Popen, url: str, timeout_s: float, log_pat
             say(f"waiting for the judge server ({now - began:.0f}s of at most {timeout_s:.0f}s)")
             said = now
         time.sleep(POLL_S)
+
+
+def port_taken(port: int) -> bool:
+    """Whether a process listens on `port` of the loopback interface (a closed connection's TIME_WAIT does not
+    count: the server binds with SO_REUSEADDR too)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as e:         # not a port this user may take (below 1024): the server's log will say
+            return e.errno == errno.EADDRINUSE
+    return False
 
 
 def healthy(url: str) -> bool:
