@@ -25,14 +25,15 @@ ATTENTION_BACKEND_FOR = {"cuda": "_native_cudnn", "cpu": None}
 
 
 def check_speed(cfg: EditConfig, source: str) -> None:
-    """Refuse, before any model loads, a speed option this environment cannot run.
+    """Refuse, before any model loads, a speed option this environment cannot run (one that does not apply to
+    the editor family is refused when the config loads).
 
     Raises:
         ConfigError: naming the key and why (an unknown attention backend, or one whose package is missing).
     """
     from diffusers.models.attention_dispatch import AttentionBackendName, _check_attention_backend_requirements
 
-    name, speed = cfg.speed.attention_backend, cfg.speed
+    name = cfg.speed.attention_backend
     if name is not None:
         names = [b.value for b in AttentionBackendName]
         if name not in names:
@@ -45,9 +46,6 @@ def check_speed(cfg: EditConfig, source: str) -> None:
             _check_attention_backend_requirements(AttentionBackendName(name))
         except (RuntimeError, ImportError) as e:
             raise ConfigError(f"{source}: edit.speed.attention_backend: {e}") from None
-    if speed.batched_cfg and cfg.pipeline != "QwenImageEditPlusPipeline":
-        raise ConfigError(f"{source}: edit.speed.batched_cfg: only QwenImageEditPlusPipeline (-2509/-2511) has the "
-                          "stage's own denoising loop")
 
 
 def applied_options(speed: EditSpeed) -> dict[str, object]:
