@@ -37,9 +37,9 @@ def ensure_tiny_pipeline(config: RunConfig, state: DistState) -> None:
     """Demo and tests: rank 0 builds the tiny random-weight pipeline if it is missing; the others wait."""
     cfg = config.edit
     if cfg.build_tiny and state.is_main and not os.path.exists(os.path.join(cfg.model, "model_index.json")):
-        from edit_stage.tiny import build_tiny_pipeline
+        from edit_stage.families import builds
 
-        build_tiny_pipeline(cfg.model, plus=cfg.pipeline == "QwenImageEditPlusPipeline")
+        builds(cfg.pipeline).build_tiny(cfg.model, cfg.pipeline)
     barrier()
 
 
