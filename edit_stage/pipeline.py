@@ -12,11 +12,13 @@ import torch
 import transformers
 from PIL import Image
 
+from edit_stage.denoise import edit_plus
 from edit_stage.families import family
 from edit_stage.speed import apply_speed
 from shards.config import EditConfig
 from shards.dataset import Sample, open_image
 from shards.runtime.device import DTYPES
+
 
 def load_pipeline(cfg: EditConfig, device: torch.device):
     """Load the configured pipeline class from `cfg.model` onto this rank's device, with `cfg.speed` applied.
@@ -110,8 +112,6 @@ def edit_image(pipe, cfg: EditConfig, image: Image.Image, prompt: str, seed: int
     generator = torch.Generator("cpu").manual_seed(seed)
     cfg_on = cfg.true_cfg_scale > 1 and cfg.negative_prompt is not None
     if cfg.speed.batched_cfg and cfg_on:
-        from edit_stage.denoise import edit_plus
-
         return edit_plus(pipe, image, prompt, cfg.negative_prompt, cfg.true_cfg_scale, cfg.num_inference_steps,
                          generator, cfg.height, cfg.width, batched=True, on_step=on_step)
 

@@ -62,7 +62,7 @@ def options_for_device(device: torch.device) -> EditSpeed:
 def apply_speed(pipe, speed: EditSpeed) -> None:
     """Apply the component-level options to a loaded pipeline, in place."""
     if speed.linear_patch_embed:
-        patch_embed = pipe.text_encoder.visual.patch_embed
+        patch_embed = vision_tower(pipe.text_encoder).patch_embed
         patch_embed.forward = types.MethodType(patch_embed_as_matmul, patch_embed)
     if speed.attention_backend is not None:
         pipe.transformer.set_attention_backend(speed.attention_backend)
@@ -70,8 +70,15 @@ def apply_speed(pipe, speed: EditSpeed) -> None:
         pipe.transformer.compile_repeated_blocks(fullgraph=True)
 
 
+def vision_tower(text_encoder) -> torch.nn.Module:
+    """The text encoder's vision tower: Qwen2.5-VL (transformers 4.57) has it at `.visual`, Qwen3-VL (transformers
+    5) at `.model.visual`."""
+    return text_encoder.visual if hasattr(text_encoder, "visual") else text_encoder.model.visual
+
+
 def patch_embed_as_matmul(self, hidden_states: torch.Tensor) -> torch.Tensor:
-    """Qwen2.5-VL's patch embedding: a bias-free Conv3d whose kernel covers each whole flattened patch, which is
-    exactly a matmul with the kernel flattened in the same order (vLLM does the same on torch >= 2.9)."""
+    """Qwen2.5-VL's and Qwen3-VL's patch embedding: a Conv3d (Qwen2.5-VL's without bias) whose kernel covers each
+    whole flattened patch, which is exactly a matmul with the kernel flattened in the same order (vLLM does the
+    same on torch >= 2.9)."""
     weight = self.proj.weight
-    return F.linear(hidden_states.to(weight.dtype), weight.reshape(weight.shape[0], -1))
+    return F.linear(hidden_states.to(weight.dtype), weight.reshape(weight.shape[0], -1), self.proj.bias)

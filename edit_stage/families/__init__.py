@@ -6,8 +6,9 @@ the pipeline call that edits one image.
 - `flux_kontext`: FluxKontextPipeline (FLUX.1 Kontext [dev]; edit-tf5).
 
 Each module has `WEIGHTED` (the components loaded one by one straight onto the rank's device), `edit(pipe, cfg,
-image, prompt, generator, on_step_end)` (HWC float RGB pixels in [0, 1]) and `BUILDS`, the module that builds
-its random-weight versions (`build_tiny`, `build_tiny_lora`, `build_random`: the demo, the tests and the
+image, prompt, generator, on_step_end)` (HWC float RGB pixels in [0, 1]), `model_card(height, width)` (the
+model card's call, for the benchmark's bare call) and `BUILDS`, the module that builds its random-weight versions
+(`build_tiny`, `build_tiny_lora`, `build_random`, `parameter_count`, `ARCH`: the demo, the tests and the
 benchmark). A module is imported only for its own family: the others' pipeline classes need another diffusers.
 """
 

@@ -32,3 +32,10 @@ def rgba_to_rgb(pixels: np.ndarray) -> np.ndarray:
         raise ValueError(f"QwenImage21Pipeline returned {pixels.shape[-1]} channels, expected RGBA (4)")
     alpha = pixels[..., 3:]
     return pixels[..., :3] * alpha + (1.0 - alpha)
+
+
+def model_card(height: int, width: int) -> tuple[dict, dict]:
+    """The model card's call for the benchmark's bare call at this size (no guidance of any kind), working at the
+    size's own area, and the same as edit settings."""
+    side = round((height * width) ** 0.5)
+    return dict(output_resolution=side), dict(true_cfg_scale=1.0, output_resolution=side)

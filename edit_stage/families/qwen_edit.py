@@ -22,3 +22,10 @@ def edit(pipe, cfg: EditConfig, image: Image.Image, prompt: str, generator, on_s
                   num_inference_steps=cfg.num_inference_steps, generator=generator, output_type="np",
                   callback_on_step_end=on_step_end, **sizes)
     return np.asarray(result.images[0], dtype=np.float32)
+
+
+def model_card(height: int, width: int) -> tuple[dict, dict]:
+    """The model card's call for the benchmark's bare call at this size (true CFG 4.0 with negative prompt " ";
+    `guidance_scale` is ignored by the pipeline, passed as the card does), and the same as edit settings."""
+    return (dict(negative_prompt=" ", true_cfg_scale=4.0, guidance_scale=1.0),
+            dict(negative_prompt=" ", true_cfg_scale=4.0))
