@@ -2,13 +2,15 @@
 
     python -m edit_stage.bench --device cuda --height 1024 --width 1024 --steps 40 --images 3 --json edit.json
     python -m edit_stage.bench --device cpu --layers 1 --height 64 --width 64 --steps 2 --images 1 --json e.json
+    python -m edit_stage.bench --pipeline FluxKontextPipeline --device cpu --layers 1 --height 64 --width 64 ...
 
-Builds Qwen-Image-Edit-2511 with random weights on the device in bf16 (the published configs in
-`configs/arch/`; `--layers N` keeps N layers of every stack at real width), in a child process that saves it as a
-diffusers checkpoint; or takes a checkpoint with `--model`. Then, in this process: loads it with the stage's own
-`load_pipeline` (load time, peak host RSS, the weights' bytes), edits the same images with the same seeds twice:
-the **bare** call exactly as the model card shows it, and the stage's **fast** path (`edit_image`) with every
-speed option that runs on the device switched on whatever the config defaults; reports seconds per image and per
+Builds the editor family's released architecture (`--pipeline`, default Qwen-Image-Edit-2511) with random weights
+on the device in bf16 (the published configs in `configs/arch/`; `--layers N` keeps N layers of every stack at
+real width), in a child process that saves it as a diffusers checkpoint; or takes a checkpoint with `--model`.
+Then, in this process: loads it with the stage's own `load_pipeline` (load time, peak host RSS, the weights'
+bytes), edits the same images with the same seeds twice: the **bare** call exactly as the model card shows it
+(`model_card` of the family), and the stage's **fast** path (`edit_image`) with every speed option of the family
+that runs on the device switched on whatever the config defaults; reports seconds per image and per
 denoising step after warm-up (compilation warm-up on its own), peak GPU memory, the largest pixel difference and
 the PSNR between the two, and the transformer's achieved FLOP/s against the device's peak. Writes one JSON file.
 """
@@ -16,10 +18,10 @@ the PSNR between the two, and the transformer's achieved FLOP/s against the devi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -28,27 +30,30 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from edit_stage.families import builds, family
 from edit_stage.pipeline import edit_image, load_pipeline, to_uint8
 from edit_stage.speed import TOLERANCE, applied_options, apply_speed, options_for_device
 from shards.config import EditConfig, EditSpeed
+from shards.editors import FAMILIES
 from shards.runtime.device import DTYPES
-from shards.runtime.measure import bench_device, build_in_child, host_memory, sync, write_figures
+from shards.runtime.measure import (FirstCall, bench_device, build_in_child, device_info, forward_flops,
+                                    host_memory, sync, write_figures)
 from shards.runtime.provenance import package_versions
 
 PROMPTS = ("Turn the day into night.", "Make the glass fall off the table.", "Replace the red ball with a cube.",
            "Show the ice after an hour in the sun.")
-# Dense bf16 tensor-core peaks (FLOP/s) of the devices this project benchmarks on, from the vendors' data sheets.
-PEAK_BF16 = {"H100 SXM": 989.4e12, "H100 80GB HBM3": 989.4e12, "H100 PCIe": 756.0e12, "H200": 989.4e12}
-NEGATIVE_PROMPT, CFG_SCALE = " ", 4.0
+
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m edit_stage.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--pipeline", default="QwenImageEditPlusPipeline", choices=sorted(FAMILIES),
+                        help="the editor family (default: QwenImageEditPlusPipeline, Qwen-Image-Edit-2511)")
     parser.add_argument("--device", default="cuda", help="cuda or cpu (default: cuda)")
     parser.add_argument("--layers", type=int, help="keep N layers of every stack at real width (default: all)")
     parser.add_argument("--height", type=int, default=1024)
     parser.add_argument("--width", type=int, default=1024)
-    parser.add_argument("--steps", type=int, default=40, help="denoising steps (true CFG 4.0, negative prompt ' ')")
+    parser.add_argument("--steps", type=int, default=40, help="denoising steps (the model card's guidance)")
     parser.add_argument("--images", type=int, default=3, help="timed images per variant, after warm-up")
     parser.add_argument("--warmup", type=int, default=1, help="untimed images per variant first")
     parser.add_argument("--dtype", default="bfloat16", choices=sorted(DTYPES))
@@ -62,13 +67,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _build_only(args: argparse.Namespace) -> None:
-    from edit_stage.real_arch import build_random_pipeline, parameter_count
-
+    build = builds(args.pipeline)
     start = time.perf_counter()
-    pipe = build_random_pipeline(torch.device(args.device), DTYPES[args.dtype], args.layers)
+    pipe = build.build_random(torch.device(args.device), DTYPES[args.dtype], args.layers)
     built = time.perf_counter() - start
     pipe.save_pretrained(args.checkpoint_dir, safe_serialization=True)
-    print(json.dumps({"parameters": parameter_count(pipe), "build_s": round(built, 2),
+    print(json.dumps({"parameters": build.parameter_count(pipe), "build_s": round(built, 2),
                       "save_s": round(time.perf_counter() - start - built, 2)}))
 
 
@@ -77,17 +81,17 @@ def weights_bytes(model: str) -> int:
                if f.endswith(".safetensors"))
 
 
-def load(model: str, device: torch.device, dtype: str) -> tuple[object, dict]:
+def load(model: str, device: torch.device, dtype: str, pipeline: str) -> tuple[object, dict]:
     """The stage's loader, timed, with every weight read once (on a GPU they are there already; on the CPU the
     memory-mapped pages are read in, as a forward pass would)."""
     before = host_memory()
     sync(device)
     start = time.perf_counter()
-    cfg = EditConfig(model=model, pipeline="QwenImageEditPlusPipeline", dtype=dtype, num_inference_steps=2,
-                     true_cfg_scale=CFG_SCALE, negative_prompt=NEGATIVE_PROMPT)
+    cfg = EditConfig(model=model, pipeline=pipeline, dtype=dtype, num_inference_steps=2,
+                     **family(pipeline).model_card(64, 64)[1])
     pipe = load_pipeline(cfg, device)
     with torch.inference_mode():
-        for name in ("transformer", "text_encoder", "vae"):
+        for name in family(pipeline).WEIGHTED:
             for tensor in getattr(pipe, name).state_dict().values():
                 tensor.sum()
     sync(device)
@@ -135,16 +139,21 @@ class StepClock:
 
 
 def bare_call(pipe, args, image: Image.Image, prompt: str, seed: int, clock: StepClock) -> np.ndarray:
-    """The pipeline as its model card calls it (PIL out), at the benchmark's size and steps."""
+    """The pipeline as its model card calls it (PIL out), at the benchmark's size and steps; an RGBA image
+    (Qwen-Image-2.1) is made RGB as the stage makes it."""
     def on_step_end(_pipe, step, _timestep, callback_kwargs):
         clock(step)
         return callback_kwargs
 
     with torch.inference_mode():
-        out = pipe(image=image, prompt=prompt, negative_prompt=NEGATIVE_PROMPT, true_cfg_scale=CFG_SCALE,
-                   num_inference_steps=args.steps, guidance_scale=1.0, num_images_per_prompt=1,
+        out = pipe(image=image, prompt=prompt, num_inference_steps=args.steps, num_images_per_prompt=1,
                    generator=torch.Generator("cpu").manual_seed(seed), height=args.height, width=args.width,
-                   callback_on_step_end=on_step_end).images[0]
+                   callback_on_step_end=on_step_end, **family(args.pipeline).model_card(args.height, args.width)[0]
+                   ).images[0]
+    if out.mode == "RGBA":
+        from edit_stage.families.qwen21 import rgba_to_rgb
+
+        return to_uint8(rgba_to_rgb(np.asarray(out, dtype=np.float32) / 255.0), "bench").numpy()
     return np.asarray(out)
 
 
@@ -186,36 +195,13 @@ def compare(bare: list[np.ndarray], fast: list[np.ndarray]) -> dict:
             "psnr_db": math.inf if mse == 0 else round(10 * math.log10(255.0 ** 2 / mse), 3)}
 
 
-class FirstCall:
-    """Keeps the keyword arguments of a module's first forward call (its real shapes), to count FLOPs after."""
-
-    def __init__(self, module: torch.nn.Module):
-        self.kwargs = None
-        self._handle = module.register_forward_pre_hook(self._grab, with_kwargs=True)
-
-    def _grab(self, _module, _args, kwargs):
-        if self.kwargs is None:
-            self.kwargs = dict(kwargs)
-        self._handle.remove()
-
-
-def forward_flops(module: torch.nn.Module, kwargs: dict) -> int:
-    """FLOPs of one forward with these inputs, as torch's FlopCounterMode counts them (matmuls and attention)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with counter, torch.inference_mode():
-        module(**kwargs)
-    return counter.get_total_flops()
-
-
 def patch_embed_timing(pipe, device: torch.device, repeats: int = 5) -> dict:
     """The text encoder's vision patch embedding as shipped (Conv3d) and as one matmul (`linear_patch_embed`), at
     the condition image's patch count: where torch >= 2.9 runs this Conv3d 10-20x slower (pytorch #174051), it
     shows here."""
-    from edit_stage.speed import patch_embed_as_matmul
+    from edit_stage.speed import patch_embed_as_matmul, vision_tower
 
-    embed = pipe.text_encoder.visual.patch_embed
+    embed = vision_tower(pipe.text_encoder).patch_embed
     patches = torch.randn(784, embed.proj.weight[0].numel(), device=device, dtype=embed.proj.weight.dtype)
     timings, outputs = {}, {}
     with torch.inference_mode():
@@ -231,14 +217,22 @@ def patch_embed_timing(pipe, device: torch.device, repeats: int = 5) -> dict:
             "max_abs_diff": float((outputs["conv3d"].float() - outputs["matmul"].float()).abs().max())}
 
 
-def device_info(device: torch.device) -> dict:
-    if device.type == "cuda":
-        props = torch.cuda.get_device_properties(device)
-        peak = next((v for k, v in PEAK_BF16.items() if k in props.name), None)
-        return {"type": "cuda", "name": props.name, "memory_bytes": props.total_memory,
-                "peak_bf16_flops": peak, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()}
-    return {"type": "cpu", "name": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-            "peak_bf16_flops": None}
+def fast_options(args: argparse.Namespace, device: torch.device) -> EditSpeed:
+    """`--options`, or every speed option of the family that runs on the device.
+
+    Raises:
+        SystemExit: for an option in `--options` that does not apply to the family.
+    """
+    on_device, applies = options_for_device(device), FAMILIES[args.pipeline].speed
+    if args.options is not None:
+        names = [name for name in args.options.split(",") if name]
+        if set(names) - set(applies):
+            raise SystemExit(f"--options: {', '.join(sorted(set(names) - set(applies)))} does not apply to "
+                             f"{args.pipeline} (its options: {', '.join(applies)})")
+    else:
+        names = [f.name for f in dataclasses.fields(EditSpeed) if getattr(on_device, f.name) and f.name in applies]
+    return EditSpeed(**{name: (on_device.attention_backend if name == "attention_backend" else True)
+                        for name in names})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -247,23 +241,24 @@ def main(argv: list[str] | None = None) -> None:
     if args.build_only:
         return _build_only(args)
     device = bench_device(args.device)
+    arch = os.path.basename(builds(args.pipeline).ARCH)
+    settings = family(args.pipeline).model_card(args.height, args.width)[1]
     with tempfile.TemporaryDirectory(dir=args.checkpoint_dir) as tmp:
-        model = args.model or os.path.join(tmp, "qwen-image-edit-2511-random")
+        model = args.model or os.path.join(tmp, f"{arch}-random")
         built = None if args.model else build_in_child("edit_stage.bench", args.device, args.dtype, args.layers,
-                                                        model)
-        pipe, loading = load(model, device, args.dtype)
+                                                        model, ("--pipeline", args.pipeline))
+        pipe, loading = load(model, device, args.dtype, args.pipeline)
         work = inputs(args.images, args.height, args.width)
         first = FirstCall(pipe.transformer)
         bare, bare_out = run_variant("bare", lambda *a: bare_call(pipe, args, *a), work, args, device)
-        flops = forward_flops(pipe.transformer, first.kwargs) * 2 * args.steps   # two CFG passes a step
-        patch_embed = patch_embed_timing(pipe, device)
-        speed = options_for_device(device) if args.options is None else EditSpeed(
-            **{name: (options_for_device(device).attention_backend if name == "attention_backend" else True)
-               for name in args.options.split(",") if name})
+        passes = 2 if settings["true_cfg_scale"] > 1 and settings.get("negative_prompt") is not None else 1
+        flops = forward_flops(pipe.transformer, first.kwargs) * passes * args.steps   # CFG: two passes a step
+        speed = fast_options(args, device)
+        patch_embed = patch_embed_timing(pipe, device) if "linear_patch_embed" in FAMILIES[args.pipeline].speed \
+            else None
         apply_speed(pipe, speed)
-        cfg = EditConfig(model=model, pipeline="QwenImageEditPlusPipeline", dtype=args.dtype,
-                         num_inference_steps=args.steps, true_cfg_scale=CFG_SCALE, negative_prompt=NEGATIVE_PROMPT,
-                         height=args.height, width=args.width, speed=speed)
+        cfg = EditConfig(model=model, pipeline=args.pipeline, dtype=args.dtype, num_inference_steps=args.steps,
+                         height=args.height, width=args.width, speed=speed, **settings)
         fast, fast_out = run_variant(
             "fast", lambda image, prompt, seed, clock: to_uint8(edit_image(pipe, cfg, image, prompt, seed, clock),
                                                                 "bench").numpy(), work, args, device)
@@ -273,9 +268,9 @@ def main(argv: list[str] | None = None) -> None:
     figures = {
         "command": "python -m edit_stage.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "device": device_info(device), "versions": {**package_versions(), "cuda": torch.version.cuda},
-        "setup": {"layers": args.layers, "height": args.height, "width": args.width, "steps": args.steps,
-                  "true_cfg_scale": CFG_SCALE, "negative_prompt": NEGATIVE_PROMPT, "images": args.images,
-                  "dtype": args.dtype, "model": args.model or "random weights, configs/arch/qwen-image-edit-2511"},
+        "setup": {"pipeline": args.pipeline, "layers": args.layers, "height": args.height, "width": args.width,
+                  "steps": args.steps, **settings, "images": args.images, "dtype": args.dtype,
+                  "model": args.model or f"random weights, configs/arch/{arch}"},
         "build": built, **loading,
         "variants": {"bare": bare, "fast": fast},
         "speedup": round(bare["s_per_image"] / fast["s_per_image"], 4),
@@ -289,7 +284,6 @@ def main(argv: list[str] | None = None) -> None:
             name: round(flops / v["s_per_image"] / peak, 4) for name, v in (("bare", bare), ("fast", fast))},
     }
     write_figures(figures, args.json)
-
 
 if __name__ == "__main__":
     main()

@@ -41,9 +41,9 @@ def ensure_tiny_pipeline(runs: list[SweepRun], state: DistState) -> None:
     wait."""
     for cfg in {run.config.edit.model: run.config.edit for run in runs if run.config.edit.build_tiny}.values():
         if state.is_main and not os.path.exists(os.path.join(cfg.model, "model_index.json")):
-            from edit_stage.tiny import build_tiny_pipeline
+            from edit_stage.families import builds
 
-            build_tiny_pipeline(cfg.model, plus=cfg.pipeline == "QwenImageEditPlusPipeline")
+            builds(cfg.pipeline).build_tiny(cfg.model, cfg.pipeline)
     barrier()
 
 

@@ -5,8 +5,9 @@ next by the least work that gives the very images a fresh load of that checkpoin
   A sweep's runs keep their adapters unfused (`shards.sweep` sets `edit.fuse_lora: false`, recorded with each
   run): deleting an unfused adapter leaves the base weights untouched, so a checkpoint's images equal a single
   run of it bit for bit, where unfusing would leave the base weights off by the rounding of W + BA - BA.
-- A full fine-tune of the same family loads again only the weighted components whose files differ (their
-  fingerprints); the other files (scheduler, tokenizer, model_index) must be the same, else everything loads.
+- A full fine-tune of the same family loads again only the weighted components (the family's `WEIGHTED`) whose
+  files differ (their fingerprints); the other files (scheduler, tokenizer, model_index) must be the same, else
+  everything loads.
 - Another pipeline, dtype, speed setting or anything else that shapes the pipeline loads it afresh.
 """
 
@@ -19,14 +20,17 @@ import time
 
 import torch
 
-from edit_stage.pipeline import WEIGHTED, _load_component, apply_lora, load_pipeline
+from edit_stage.families import family
+from edit_stage.pipeline import _load_component, apply_lora, load_pipeline
 from shards.config import EditConfig
 from shards.folder.identity import model_fingerprint
 from shards.runtime.device import DTYPES
 
 # The edit settings that only the LoRA swap or the component reload change; any other difference loads afresh.
+# (The call's own settings, steps to seed, are passed at each call and need no move at all.)
 SWAPPED = ("lora", "model", "build_tiny", "env", "samples_per_shard", "num_inference_steps", "true_cfg_scale",
-           "negative_prompt", "height", "width", "seed")
+           "negative_prompt", "guidance_scale", "max_sequence_length", "auto_resize", "output_resolution", "height",
+           "width", "seed")
 
 
 class Editor:
@@ -63,10 +67,11 @@ class Editor:
         differ (then everything loads)."""
         if cfg.model == self.cfg.model:
             return True
-        old, new = _files_fingerprints(self.cfg.model, cache), _files_fingerprints(cfg.model, cache)
+        weighted = family(cfg.pipeline).WEIGHTED
+        old, new = _files_fingerprints(self.cfg.model, weighted, cache), _files_fingerprints(cfg.model, weighted, cache)
         if None in (old["rest"], new["rest"]) or old["rest"] != new["rest"]:
             return False
-        changed = [name for name in WEIGHTED if old[name] is None or old[name] != new[name]]
+        changed = [name for name in weighted if old[name] is None or old[name] != new[name]]
         self._delete_adapters()
         index = type(self.pipe).load_config(cfg.model)
         for name in changed:
@@ -77,7 +82,7 @@ class Editor:
         apply_lora(self.pipe, cfg)
         self.swaps += 1
         self.log.info("loaded the fine-tune %s: %s of its components differ (%s kept)", cfg.model,
-                      ", ".join(changed) or "none", ", ".join(n for n in WEIGHTED if n not in changed) or "none")
+                      ", ".join(changed) or "none", ", ".join(n for n in weighted if n not in changed) or "none")
         return True
 
     def _swap_adapters(self, cfg: EditConfig) -> None:
@@ -97,14 +102,14 @@ def _shape(cfg: EditConfig) -> EditConfig:
     return dataclasses.replace(cfg, **{name: None for name in SWAPPED})
 
 
-def _files_fingerprints(model: str, cache: str | None) -> dict[str, str | None]:
+def _files_fingerprints(model: str, weighted: tuple[str, ...], cache: str | None) -> dict[str, str | None]:
     """Each weighted component folder's fingerprint, and "rest": every other file's (None for a hub id)."""
     if not os.path.isdir(model):
-        return {"rest": None, **{name: None for name in WEIGHTED}}
+        return {"rest": None, **{name: None for name in weighted}}
     rest = []
     for folder, subfolders, names in os.walk(model):
-        subfolders[:] = [d for d in subfolders if not d.startswith(".") and not (folder == model and d in WEIGHTED)]
+        subfolders[:] = [d for d in subfolders if not d.startswith(".") and not (folder == model and d in weighted)]
         rest += [os.path.relpath(os.path.join(folder, n), model) for n in names if not n.startswith(".")]
     rest.sort()
     return {"rest": model_fingerprint(model, cache, only=rest),
-            **{name: model_fingerprint(os.path.join(model, name), cache) for name in WEIGHTED}}
+            **{name: model_fingerprint(os.path.join(model, name), cache) for name in weighted}}

@@ -12,6 +12,7 @@ from typing import Any
 from edit_stage.plan import Plan, edited_entries
 from shards.config import RunConfig, to_dict
 from shards.dataset import Sample
+from shards.editors import FAMILY_SETTINGS
 from shards.runtime.provenance import hub_revision, installed_packages, package_versions, tool_version
 
 
@@ -51,11 +52,14 @@ def editor_record(config: RunConfig, identity: dict[str, Any]) -> dict[str, Any]
     adapters = "".join(f" + LoRA {os.path.basename(a['path'].rstrip('/'))}"
                        f"{'/' + a['weight_name'] if a['weight_name'] else ''} x{a['scale']:g}" for a in lora)
     cfg = f"CFG {edit.true_cfg_scale:g}" if edit.true_cfg_scale > 1 and edit.negative_prompt is not None else "no CFG"
+    guidance = f", guidance {edit.guidance_scale:g}" if edit.guidance_scale is not None else ""
+    family = {key: getattr(edit, key) for key in FAMILY_SETTINGS if getattr(edit, key) is not None}
     return {"path": edit.model, "revision": hub_revision(edit.model),
             "fingerprint": identity.get("edit.model files fingerprint"), "pipeline": edit.pipeline,
             "lora": lora, "fuse_lora": edit.fuse_lora, "seed": edit.seed, "dtype": edit.dtype,
             "num_inference_steps": edit.num_inference_steps, "true_cfg_scale": edit.true_cfg_scale,
-            "label": f"{edit.model}{adapters}, {edit.num_inference_steps} steps, {cfg}"}
+            "family_settings": family,
+            "label": f"{edit.model}{adapters}, {edit.num_inference_steps} steps, {cfg}{guidance}"}
 
 
 def _failed_entry(sample: Sample, reason: str) -> dict[str, Any]:

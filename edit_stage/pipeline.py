@@ -1,4 +1,5 @@
-"""Loading a Qwen-Image-Edit pipeline onto a rank's device and editing one sample with it."""
+"""Loading an editor pipeline onto a rank's device and editing one sample with it; what differs by family (the
+components with weights, the call) is in `edit_stage.families`."""
 
 from __future__ import annotations
 
@@ -12,13 +13,11 @@ import transformers
 from PIL import Image
 
 from edit_stage.denoise import edit_plus
+from edit_stage.families import family
 from edit_stage.speed import apply_speed
 from shards.config import EditConfig
 from shards.dataset import Sample, open_image
 from shards.runtime.device import DTYPES
-
-# The components that hold weights: each is loaded on its own, straight onto the rank's device.
-WEIGHTED = ("transformer", "text_encoder", "vae")
 
 
 def load_pipeline(cfg: EditConfig, device: torch.device):
@@ -36,12 +35,15 @@ def load_pipeline(cfg: EditConfig, device: torch.device):
     if index.get("_class_name") != cfg.pipeline:
         raise ValueError(f"edit.pipeline is {cfg.pipeline} but the checkpoint {cfg.model} is a "
                          f"{index.get('_class_name')}; use QwenImageEditPlusPipeline for -2509/-2511 checkpoints, "
-                         "QwenImageEditPipeline otherwise")
+                         "QwenImageEditPipeline for the first release, QwenImage21Pipeline for Qwen-Image-2.1, "
+                         "FluxKontextPipeline for FLUX.1 Kontext")
     dtype = DTYPES[cfg.dtype]
     # Loading bars of every rank would only tear each other apart on the console; the stage shows its own.
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
-    components = {name: _load_component(cfg, name, index[name], dtype, device) for name in WEIGHTED}
+    # The components that hold weights: each is loaded on its own, straight onto the rank's device.
+    components = {name: _load_component(cfg, name, index[name], dtype, device)
+                  for name in family(cfg.pipeline).WEIGHTED}
     # torch_dtype, not dtype: diffusers 0.39 ignores dtype= (0.42 only deprecates torch_dtype=).
     # use_safetensors=True: with the default (None) diffusers falls back to pickled .bin weights.
     pipe = cls.from_pretrained(cfg.model, **components, torch_dtype=dtype, use_safetensors=True,
@@ -117,11 +119,7 @@ def edit_image(pipe, cfg: EditConfig, image: Image.Image, prompt: str, seed: int
         on_step(step)
         return callback_kwargs
 
-    sizes = {k: v for k, v in (("height", cfg.height), ("width", cfg.width)) if v is not None}
-    result = pipe(image=image, prompt=prompt, negative_prompt=cfg.negative_prompt, true_cfg_scale=cfg.true_cfg_scale,
-                  num_inference_steps=cfg.num_inference_steps, generator=generator, output_type="np",
-                  callback_on_step_end=on_step_end, **sizes)
-    return np.asarray(result.images[0], dtype=np.float32)
+    return family(cfg.pipeline).edit(pipe, cfg, image, prompt, generator, on_step_end)
 
 
 def to_uint8(pixels: np.ndarray, what: str) -> torch.Tensor:

@@ -25,14 +25,15 @@ ATTENTION_BACKEND_FOR = {"cuda": "_native_cudnn", "cpu": None}
 
 
 def check_speed(cfg: EditConfig, source: str) -> None:
-    """Refuse, before any model loads, a speed option this environment cannot run.
+    """Refuse, before any model loads, a speed option this environment cannot run (one that does not apply to
+    the editor family is refused when the config loads).
 
     Raises:
         ConfigError: naming the key and why (an unknown attention backend, or one whose package is missing).
     """
     from diffusers.models.attention_dispatch import AttentionBackendName, _check_attention_backend_requirements
 
-    name, speed = cfg.speed.attention_backend, cfg.speed
+    name = cfg.speed.attention_backend
     if name is not None:
         names = [b.value for b in AttentionBackendName]
         if name not in names:
@@ -45,9 +46,6 @@ def check_speed(cfg: EditConfig, source: str) -> None:
             _check_attention_backend_requirements(AttentionBackendName(name))
         except (RuntimeError, ImportError) as e:
             raise ConfigError(f"{source}: edit.speed.attention_backend: {e}") from None
-    if speed.batched_cfg and cfg.pipeline != "QwenImageEditPlusPipeline":
-        raise ConfigError(f"{source}: edit.speed.batched_cfg: only QwenImageEditPlusPipeline (-2509/-2511) has the "
-                          "stage's own denoising loop")
 
 
 def applied_options(speed: EditSpeed) -> dict[str, object]:
@@ -64,7 +62,7 @@ def options_for_device(device: torch.device) -> EditSpeed:
 def apply_speed(pipe, speed: EditSpeed) -> None:
     """Apply the component-level options to a loaded pipeline, in place."""
     if speed.linear_patch_embed:
-        patch_embed = pipe.text_encoder.visual.patch_embed
+        patch_embed = vision_tower(pipe.text_encoder).patch_embed
         patch_embed.forward = types.MethodType(patch_embed_as_matmul, patch_embed)
     if speed.attention_backend is not None:
         pipe.transformer.set_attention_backend(speed.attention_backend)
@@ -72,8 +70,15 @@ def apply_speed(pipe, speed: EditSpeed) -> None:
         pipe.transformer.compile_repeated_blocks(fullgraph=True)
 
 
+def vision_tower(text_encoder) -> torch.nn.Module:
+    """The text encoder's vision tower: Qwen2.5-VL (transformers 4.57) has it at `.visual`, Qwen3-VL (transformers
+    5) at `.model.visual`."""
+    return text_encoder.visual if hasattr(text_encoder, "visual") else text_encoder.model.visual
+
+
 def patch_embed_as_matmul(self, hidden_states: torch.Tensor) -> torch.Tensor:
-    """Qwen2.5-VL's patch embedding: a bias-free Conv3d whose kernel covers each whole flattened patch, which is
-    exactly a matmul with the kernel flattened in the same order (vLLM does the same on torch >= 2.9)."""
+    """Qwen2.5-VL's and Qwen3-VL's patch embedding: a Conv3d (Qwen2.5-VL's without bias) whose kernel covers each
+    whole flattened patch, which is exactly a matmul with the kernel flattened in the same order (vLLM does the
+    same on torch >= 2.9)."""
     weight = self.proj.weight
-    return F.linear(hidden_states.to(weight.dtype), weight.reshape(weight.shape[0], -1))
+    return F.linear(hidden_states.to(weight.dtype), weight.reshape(weight.shape[0], -1), self.proj.bias)

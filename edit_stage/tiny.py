@@ -185,11 +185,21 @@ def build_tiny_pipeline(output_dir: str | os.PathLike, *, plus: bool = False, se
         processor=_processor(fast_tokenizer),
         transformer=_transformer(plus, seed),
     )
+    return save_pipeline(pipe, output_dir)
+
+
+def save_pipeline(pipe, output_dir: pathlib.Path) -> pathlib.Path:
+    """`save_pretrained` into a temporary folder beside `output_dir`, then move it in, model_index.json last."""
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output_dir.parent, prefix=f".{output_dir.name}.tmp-") as tmp:
         pipe.save_pretrained(tmp)
         _publish(pathlib.Path(tmp), output_dir)
     return output_dir
+
+
+def build_tiny(output_dir: str | os.PathLike, pipeline: str, *, seed: int = 0) -> pathlib.Path:
+    """`build_tiny_pipeline` under the name every family's builds have (`edit_stage.families`)."""
+    return build_tiny_pipeline(output_dir, plus=pipeline == "QwenImageEditPlusPipeline", seed=seed)
 
 
 def _publish(saved: pathlib.Path, output_dir: pathlib.Path) -> None:

@@ -22,6 +22,7 @@ from shards.config_schema import REPO_ROOT  # noqa: F401 (re-exported: the confi
 from shards.config_schema import (SINGLE_DIMENSION, TEMPLATE_FIELDS, CategoryPrompts, DatasetConfig, Dimension,
                                   DistributedConfig, EditConfig, EditSpeed, Environment, LoraAdapter, RunConfig,
                                   ScoreConfig, ServerConfig, ServerStart, SweepCheckpoint, SweepConfig)
+from shards.editors import FAMILIES, FAMILY_SETTINGS, family_problem
 from shards.typed_data import ConfigError, build, quote, where
 from shards.typed_yaml import load_yaml, set_dotted
 
@@ -129,17 +130,12 @@ def _check(config: RunConfig) -> None:
         for key in ("extras", "torch_index"):
             if getattr(env, key) and (env.python or env.conda):
                 raise ConfigError(f"{where(src, f'{stage}.env.{key}')}: only used when the launcher builds a venv")
-    if edit.num_inference_steps < 2:
-        raise ConfigError(f"{where(src, 'edit.num_inference_steps')}: must be at least 2 (1 step gives NaN images)")
     if edit.true_cfg_scale > 1 and edit.negative_prompt is None:
         raise ConfigError(
             f"{where(src, 'edit.negative_prompt')}: required when true_cfg_scale > 1; without it the pipeline "
             "silently runs without CFG (use \" \" for an empty negative prompt)"
         )
-    for key in ("height", "width"):
-        value = getattr(edit, key)
-        if value is not None and (value <= 0 or value % 16):
-            raise ConfigError(f"{where(src, 'edit.' + key)}: must be a positive multiple of 16, got {value}")
+    _check_family(config)
     positive = {"edit.samples_per_shard": edit.samples_per_shard, "score.batch_size": config.score.batch_size,
                 "score.max_new_tokens": config.score.max_new_tokens, "distributed.nproc_per_node": dist.nproc_per_node,
                 "distributed.timeout_s": dist.timeout_s, "distributed.rendezvous_timeout_s": dist.rendezvous_timeout_s}
@@ -150,6 +146,35 @@ def _check(config: RunConfig) -> None:
             raise ConfigError(f"{where(src, keypath)}: must be at least 1, got {value}")
     _check_categories(config)
     _check_server(config)
+
+
+def _check_family(config: RunConfig) -> None:
+    """The editor family's own rules: its settings only, its step and size limits, its speed options."""
+    src, edit = config.source, config.edit
+    family = FAMILIES[edit.pipeline]
+    if edit.num_inference_steps < family.min_steps:
+        raise ConfigError(f"{where(src, 'edit.num_inference_steps')}: must be at least {family.min_steps} for "
+                          f"{edit.pipeline} (fewer steps give NaN images with its scheduler)")
+    for key in FAMILY_SETTINGS:
+        problem = family_problem(edit.pipeline, key) if getattr(edit, key) is not None else None
+        if problem:
+            raise ConfigError(f"{where(src, 'edit.' + key)}: {problem}")
+    if "guidance_scale" in family.settings and edit.guidance_scale is None:
+        raise ConfigError(f"{where(src, 'edit.guidance_scale')}: required for {edit.pipeline}: its distilled "
+                          "guidance, an input of the transformer (the model card uses 2.5)")
+    for key in ("height", "width"):
+        value, step = getattr(edit, key), family.size_multiple
+        if value is not None and (value <= 0 or value % step):
+            raise ConfigError(f"{where(src, 'edit.' + key)}: must be a positive multiple of {step} for "
+                              f"{edit.pipeline}, got {value}")
+    positive = {"output_resolution": edit.output_resolution, "max_sequence_length": edit.max_sequence_length}
+    for key, value in positive.items():
+        if value is not None and value < 1:
+            raise ConfigError(f"{where(src, 'edit.' + key)}: must be at least 1, got {value}")
+    for option, value in dataclasses.asdict(edit.speed).items():
+        if value and option not in family.speed:
+            raise ConfigError(f"{where(src, 'edit.speed.' + option)}: does not apply to {edit.pipeline} (its "
+                              f"options: {', '.join(family.speed)})")
 
 
 def _check_server(config: RunConfig) -> None:
@@ -356,9 +381,9 @@ def _resolve_paths(config: RunConfig) -> RunConfig:
     def path(p: str) -> str:
         return os.path.normpath(os.path.join(base, os.path.expanduser(p)))
 
-    def env(e: Environment, stage: str) -> Environment:
+    def env(e: Environment, extra: str) -> Environment:
         if not (e.python or e.conda or e.venv):
-            extras = e.extras or [stage]
+            extras = e.extras or [extra]
             return dataclasses.replace(e, venv=os.path.join(REPO_ROOT, ".envs", environment_name(extras, e.torch_index)),
                                        extras=extras)
         python = path(e.python) if e.python and os.sep in e.python else e.python
@@ -378,7 +403,7 @@ def _resolve_paths(config: RunConfig) -> RunConfig:
         config,
         output_dir=path(config.output_dir),
         dataset=dataclasses.replace(config.dataset, path=path(config.dataset.path)),
-        edit=dataclasses.replace(edit, env=env(edit.env, "edit"), model=model(edit.model, edit.build_tiny),
+        edit=dataclasses.replace(edit, env=env(edit.env, FAMILIES[edit.pipeline].extra), model=model(edit.model, edit.build_tiny),
                                  lora=lora),
         score=dataclasses.replace(score, env=env(score.env, "score"), model=model(score.model, score.build_tiny),
                                   server=server),

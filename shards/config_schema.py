@@ -93,14 +93,18 @@ class EditSpeed:
 
 @dataclass(frozen=True, kw_only=True)
 class EditConfig:
-    """The edit stage: a diffusers Qwen-Image-Edit pipeline."""
+    """The edit stage: a diffusers image-editing pipeline of one of the families in `shards.editors`."""
 
     env: Environment = field(default_factory=Environment)
-    """Interpreter of the edit environment (transformers 4.57.x + diffusers 0.39)."""
+    """Interpreter of the edit environment (default: the family's, `.envs/edit` with transformers 4.57.x +
+    diffusers 0.39 for Qwen-Image-Edit, `.envs/edit-tf5` with transformers 5.23 + diffusers 0.42.1 for the others)."""
     model: str
     """Hub id or local folder of the diffusers checkpoint."""
-    pipeline: Literal["QwenImageEditPipeline", "QwenImageEditPlusPipeline"]
-    """Pipeline class: QwenImageEditPlusPipeline for the -2509/-2511 checkpoints."""
+    pipeline: Literal["QwenImageEditPipeline", "QwenImageEditPlusPipeline", "QwenImage21Pipeline",
+                      "FluxKontextPipeline"]
+    """Pipeline class, which names the editor family: QwenImageEditPipeline (Qwen-Image-Edit),
+    QwenImageEditPlusPipeline (-2509/-2511), QwenImage21Pipeline (Qwen-Image-2.1), FluxKontextPipeline
+    (FLUX.1 Kontext)."""
     build_tiny: bool = False
     """Demo and tests only: build a tiny random-weight pipeline at `model` first if it is missing."""
     trust_remote_code: bool = False
@@ -110,13 +114,26 @@ class EditConfig:
     num_inference_steps: int
     """Denoising steps (at least 2: one step gives NaN images with the real scheduler)."""
     true_cfg_scale: float
-    """True classifier-free guidance scale; above 1 it needs `negative_prompt`."""
+    """True classifier-free guidance scale (every family; a second transformer pass per step); above 1 it needs
+    `negative_prompt`."""
     negative_prompt: str | None = None
     """Negative prompt; CFG runs only when it is set (even to a single space)."""
+    guidance_scale: float | None = None
+    """FluxKontextPipeline only, and required there: FLUX's distilled guidance, an input of the transformer (the
+    model card uses 2.5), not a second pass."""
+    max_sequence_length: int | None = None
+    """FluxKontextPipeline only: tokens of the T5 prompt, padded to this length (None: the pipeline's 512)."""
+    auto_resize: bool | None = None
+    """FluxKontextPipeline only: resize the input image to the nearest of Kontext's preferred ~1 MP resolutions
+    before it is encoded, as the pipeline does by default (None: true); false keeps its size, floored to 16."""
+    output_resolution: int | None = None
+    """QwenImage21Pipeline only: the side of the square whose area the input image is resized to (keeping its
+    aspect ratio), for the model and, without `height`/`width`, for the output (None: the pipeline's 1024; the
+    model card recommends 2048)."""
     height: int | None = None
-    """Output height in pixels, a multiple of 16 (None: from the input image)."""
+    """Output height in pixels, a multiple of 16 (32 for QwenImage21Pipeline) (None: from the input image)."""
     width: int | None = None
-    """Output width in pixels, a multiple of 16 (None: from the input image)."""
+    """Output width in pixels, a multiple of 16 (32 for QwenImage21Pipeline) (None: from the input image)."""
     seed: int = 0
     """Base seed; each sample's seed is derived from it and the sample id."""
     samples_per_shard: int = 16

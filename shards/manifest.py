@@ -75,6 +75,9 @@ class EditorRecord:
     """Denoising steps."""
     true_cfg_scale: float | None = optional_key()
     """True classifier-free guidance scale."""
+    family_settings: dict[str, Any] | None = optional_key()
+    """The editor family's own settings that were set (`shards.editors`: FLUX's guidance_scale, Qwen-Image-2.1's
+    output_resolution, ...); absent in manifests written before there were families."""
     label: str
     """One line for the report: the checkpoint, its adapters, steps and CFG (or where imported edits came from)."""
     source: Literal["imported"] | None = optional_key()

@@ -22,6 +22,7 @@ import urllib.parse
 from typing import Any, Iterator
 
 from shards.config import RunConfig
+from shards.editors import FAMILY_SETTINGS
 from shards.files import atomic_write_json, sha256_file
 from shards.folder.records import (ALLOWED_SUFFIX, FINGERPRINT_SUFFIX, REPORTED_SUFFIX, ResumeError, check_fresh,
                                    discovered, read_record)
@@ -48,7 +49,10 @@ def run_identity(config: RunConfig, stage: str, served_model: str | None = None,
             once its probe settled it; None before, and in `generate` mode.
     """
     settings = dataclasses.asdict(getattr(config, stage))
-    identity = {f"{stage}.{k}": v for k, v in settings.items() if k not in OPERATIONAL[stage]}
+    # A family's own setting left unset is no part of a run of another family: a folder edited before the
+    # setting existed resumes as before.
+    identity = {f"{stage}.{k}": v for k, v in settings.items() if k not in OPERATIONAL[stage]
+                and not (stage == "edit" and k in FAMILY_SETTINGS and v is None)}
     if stage == "score" and config.score.backend == "server":
         # How fast and how many at once are the client's business; which server answers is not.
         server = config.score.server
