@@ -168,3 +168,22 @@ def test_a_sweep_and_a_single_run_never_share_an_output_folder(tmp_path):
     with pytest.raises(ConfigError, match=r"holds a sweep \(the runs a\)"):
         check_sweep_folder(load_config(write_config(tmp_path, {"output_dir": str(out)})))
     check_sweep_folder(swept)                                        # the sweep itself resumes there
+
+
+def test_three_editors_compared_in_one_launch_each_in_its_environment(tmp_path):
+    """configs/demo-compare-editors.yaml: the tiny Qwen-Image-Edit-2511 (.envs/edit), Qwen-Image-2.1 and FLUX.1
+    Kontext (.envs/edit-tf5, one edit job for both) and one judge, through the launcher."""
+    out = str(tmp_path / "editors")
+    done = run_module(base_python(), ["-m", "launch", "--config", os.path.join(REPO, "configs",
+                                      "demo-compare-editors.yaml"), "--output-dir", out, "--limit", "2"], timeout=2400)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    names = ["qwen-image-edit-2511", "qwen-image-2.1", "flux.1-kontext-dev"]
+    editors = {n: read_manifest(os.path.join(out, n))["config"]["edit"]["pipeline"] for n in names}
+    assert editors == dict(zip(names, ["QwenImageEditPlusPipeline", "QwenImage21Pipeline", "FluxKontextPipeline"]))
+    assert len(set(done.stdout.split("edit stage: ")) - {""}) >= 3            # two edit jobs, then the score job
+    tf5 = _attempts(out, "flux.1-kontext-dev", "edit")[-1]["ranks"]
+    assert all(r["editor_loads"] == 2 for r in tf5 if r["samples"]), tf5     # Qwen-Image-2.1, then FLUX afresh
+    judge = _rank_lines(out, "score", "loaded the judge")
+    assert judge == {"score-r00000.log": 1, "score-r00001.log": 1}, judge
+    with open(os.path.join(out, "sweep.json"), encoding="utf-8") as f:
+        assert [c["name"] for c in json.load(f)["checkpoints"]] == names
