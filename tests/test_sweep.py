@@ -180,9 +180,11 @@ def test_three_editors_compared_in_one_launch_each_in_its_environment(tmp_path):
     names = ["qwen-image-edit-2511", "qwen-image-2.1", "flux.1-kontext-dev"]
     editors = {n: read_manifest(os.path.join(out, n))["config"]["edit"]["pipeline"] for n in names}
     assert editors == dict(zip(names, ["QwenImageEditPlusPipeline", "QwenImage21Pipeline", "FluxKontextPipeline"]))
-    assert len(set(done.stdout.split("edit stage: ")) - {""}) >= 3            # two edit jobs, then the score job
-    tf5 = _attempts(out, "flux.1-kontext-dev", "edit")[-1]["ranks"]
-    assert all(r["editor_loads"] == 2 for r in tf5 if r["samples"]), tf5     # Qwen-Image-2.1, then FLUX afresh
+    assert done.stdout.count("[launch] edit stage: ") == 2                  # .envs/edit, then .envs/edit-tf5
+    # In the edit-tf5 job a rank loads each editor it edits with once: Qwen-Image-2.1, then FLUX afresh.
+    qwen21, flux = (_attempts(out, n, "edit")[-1]["ranks"] for n in names[1:])
+    for a, b in zip(qwen21, flux):
+        assert b["editor_loads"] == (a["samples"] > 0) + (b["samples"] > 0), (a, b)
     judge = _rank_lines(out, "score", "loaded the judge")
     assert judge == {"score-r00000.log": 1, "score-r00001.log": 1}, judge
     with open(os.path.join(out, "sweep.json"), encoding="utf-8") as f:
