@@ -87,8 +87,8 @@ def test_a_sweep_killed_mid_edit_completes_with_every_checkpoint_and_sample_once
             judged = [s["id"] for s in json.load(f)["samples"]]
         assert sorted(judged) == sorted(ids), (name, judged)
     assert _attempts(out, "step-100", "edit")[-1]["done_before"] >= 1      # the rerun kept what the first closed
-    with open(os.path.join(out, "sweep.json"), encoding="utf-8") as f:
-        assert [c["name"] for c in json.load(f)["checkpoints"]] == names
+    with open(os.path.join(out, "sweep.json"), encoding="utf-8") as f:     # the base first, then natural order
+        assert [c["name"] for c in json.load(f)["checkpoints"]] == [names[0], names[2], names[1]]
 
 
 def test_the_editor_and_the_judge_are_loaded_once_per_rank_for_the_whole_sweep(sweep):
@@ -187,5 +187,5 @@ def test_three_editors_compared_in_one_launch_each_in_its_environment(tmp_path):
         assert b["editor_loads"] == (a["samples"] > 0) + (b["samples"] > 0), (a, b)
     judge = _rank_lines(out, "score", "loaded the judge")
     assert judge == {"score-r00000.log": 1, "score-r00001.log": 1}, judge
-    with open(os.path.join(out, "sweep.json"), encoding="utf-8") as f:
-        assert [c["name"] for c in json.load(f)["checkpoints"]] == names
+    with open(os.path.join(out, "sweep.json"), encoding="utf-8") as f:     # the base first, then natural order
+        assert [c["name"] for c in json.load(f)["checkpoints"]] == [names[0], names[2], names[1]]
