@@ -162,8 +162,8 @@ class ServedJudge:
         try:
             response = self.client.chat.completions.create(**known, extra_body=extra or None)
         except openai.APIStatusError as e:
-            # A page, not an API's JSON error (which names, say, a model the server does not serve).
-            page = e.status_code in (404, 405) and not isinstance(e.body, dict)
+            # No such route, not an API's own error (which names, say, a model the server does not serve).
+            page = e.status_code in (404, 405) and not (isinstance(e.body, dict) and e.body.get("message"))
             where = f" (no chat completions there: {CHECK_URL})" if page else ""
             raise ServerError(f"the judge server at {self.url} answered {e.status_code}: {_message(e)}{where}") \
                 from None
