@@ -229,3 +229,13 @@ def test_a_model_the_server_does_not_serve_is_named_as_the_server_says_without_b
     with site(lambda path, body: (404, "application/json", json.dumps(error).encode())) as url:
         with pytest.raises(ServerError, match="answered 404: The model `m` does not exist.$"):
             served_judge(url)
+
+
+def test_a_server_that_names_no_model_is_recorded_as_naming_none_not_as_the_configs():
+    def reply(path, body):                 # a bare OpenAI-compatible server: no "model" in its answers
+        answer = {"choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant",
+                                                                              "content": "Score: 5"}}]}
+        return 200, "application/json", json.dumps(answer).encode()
+
+    with site(reply) as url:
+        assert served_judge(url, mode="generate").reported_model is None
