@@ -145,7 +145,8 @@ def test_a_second_launch_on_the_same_port_while_the_first_server_starts_is_refus
     thread.start()
     time.sleep(1)
     try:
-        with pytest.raises(ServerFailed, match=rf"port {port}: another launch on this node .*score\.server\.start\.port"):
+        refused = rf"port {port}: another launch on this node .*score\.server\.start\.port"
+        with pytest.raises(ServerFailed, match=refused):
             with judge_server(second, "cpu", str(fake), str(tmp_path / "second.log"), print):
                 pass
     finally:
