@@ -180,8 +180,9 @@ def served(cfg: ScoreConfig, args: argparse.Namespace, work: list, device: torch
         raise SystemExit(f"no server environment at {python}: build it with python3 -m launch --config "
                          f"configs/{'demo-served' if device.type == 'cpu' else 'qwen-image-edit-2511-served'}.yaml "
                          "--prepare-only")
-    cpu_args = ["--enforce-eager", "--max-model-len", "8192", "--max-num-seqs", str(args.concurrency)]
-    start = ServerStart(port=_free_port(), args=[*(cpu_args if device.type == "cpu" else ["--max-model-len", "8192"]),
+    length = ["--max-model-len", str(_context_length(cfg.model, 8192))]
+    cpu_args = ["--enforce-eager", *length, "--max-num-seqs", str(args.concurrency)]
+    start = ServerStart(port=_free_port(), args=[*(cpu_args if device.type == "cpu" else length),
                                                  "--limit-mm-per-prompt", '{"video": 0}', "--max-logprobs", "20",
                                                  *args.server_args.split()])
     server_cfg = dataclasses.replace(cfg, backend="server", server=ServerConfig(start=start,
@@ -195,6 +196,13 @@ def served(cfg: ScoreConfig, args: argparse.Namespace, work: list, device: torch
         finally:
             judge.close()
     return {"server_ready_s": round(ready_s, 1), "server_args": start.args, **figures}
+
+
+def _context_length(model: str, wanted: int) -> int:
+    """`wanted` tokens of context, or the checkpoint's own maximum if shorter (vLLM refuses a longer one)."""
+    with open(os.path.join(model, "config.json"), encoding="utf-8") as f:
+        text = json.load(f).get("text_config", {})
+    return min(wanted, text.get("max_position_embeddings", wanted))
 
 
 def _free_port() -> int:

@@ -97,6 +97,10 @@ def test_the_same_judge_gives_the_same_expected_scores_through_the_server_as_in_
     assert served["record"]["judge"]["backend"] == "server"
     assert served["record"]["judge"]["served_model"] == in_process["judge_model"]
     assert served["overall"]["tokens"]["prompt"] > 0 and served["overall"]["tokens"]["completion"] == 2 * 14
+    with open(os.path.join(out, "progress", "score.json"), encoding="utf-8") as f:
+        identity = json.load(f)["identity"]        # how the scores were read is what the run is: a resume keeps it
+    assert identity["score.reading as the server allows it"] == ("the ten digits' logprobs by token id, after the "
+                                                                 "prefilled answer")
     print(f"\nlargest difference of an expected score, served vs in process: {max(differences):.2e}")
 
 

@@ -175,9 +175,11 @@ def served_judge(url: str, mode: str = "expected"):
 @pytest.mark.parametrize("status, page, said", [
     (200, b"<html><body>Welcome to nginx</body></html>", "did not answer as an OpenAI chat-completions API"),
     (404, b"<html>Not Found</html>", "answered 404"),
+    (404, b'{"detail": "Not Found"}', "answered 404"),        # vLLM's answer to a URL without its /v1
 ])
 def test_a_url_that_answers_but_is_no_chat_completions_api_is_refused_naming_it(status, page, said):
-    with site(lambda path, body: (status, "text/html", page)) as url:
+    kind = "application/json" if page.startswith(b"{") else "text/html"
+    with site(lambda path, body: (status, kind, page)) as url:
         with pytest.raises(ServerError, match=rf"(?s){said}.*score\.server\.url"):
             served_judge(url)
 
@@ -220,3 +222,20 @@ def test_a_written_score_is_read_right_after_the_prefix_never_from_a_later_numbe
     # The last prefix followed by a score, as the text parser takes the last labelled score.
     last = written_probabilities(written("Score", ":", " 3", ".", " (", "Score", ":", " X", " means", ")"), "Score: ")
     assert last[3] == pytest.approx(0.7)
+
+
+def test_a_model_the_server_does_not_serve_is_named_as_the_server_says_without_blaming_the_url():
+    error = {"error": {"message": "The model `m` does not exist.", "type": "NotFoundError", "code": 404}}
+    with site(lambda path, body: (404, "application/json", json.dumps(error).encode())) as url:
+        with pytest.raises(ServerError, match="answered 404: The model `m` does not exist.$"):
+            served_judge(url)
+
+
+def test_a_server_that_names_no_model_is_recorded_as_naming_none_not_as_the_configs():
+    def reply(path, body):                 # a bare OpenAI-compatible server: no "model" in its answers
+        answer = {"choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant",
+                                                                              "content": "Score: 5"}}]}
+        return 200, "application/json", json.dumps(answer).encode()
+
+    with site(reply) as url:
+        assert served_judge(url, mode="generate").reported_model is None

@@ -4,6 +4,7 @@ environment, and what it says when the server never comes up (a real one runs in
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -119,3 +120,35 @@ def test_a_port_a_stopped_server_left_in_time_wait_is_free_for_the_next_run():
     listener.close()
     client.close()
     assert not port_taken(port)         # a launcher killed a moment ago: the same command runs again at once
+
+
+def test_a_second_launch_on_the_same_port_while_the_first_server_starts_is_refused(tmp_path):
+    # vLLM binds its port long before it listens, and two servers started together on one port both serve it (the
+    # kernel shares the connections between them, measured with vLLM 0.32): neither launch would know.
+    import socket
+    import threading
+
+    fake = tmp_path / "python"
+    fake.write_text(f"#!{sys.executable}\nimport time\nprint('loading', flush=True)\ntime.sleep(600)\n")
+    fake.chmod(0o755)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    first = load_config(SERVED_CPU, {"score.server.start.port": port, "score.server.start.ready_timeout_s": 8}).score
+    second = load_config(SERVED_CPU, {"score.server.start.port": port, "score.server.start.ready_timeout_s": 3}).score
+
+    def starting():
+        with pytest.raises(ServerFailed, match="did not answer"):
+            with judge_server(first, "cpu", str(fake), str(tmp_path / "first.log"), print):
+                pass
+    thread = threading.Thread(target=starting)
+    thread.start()
+    time.sleep(1)
+    try:
+        refused = rf"port {port}: another launch on this node .*score\.server\.start\.port"
+        with pytest.raises(ServerFailed, match=refused):
+            with judge_server(second, "cpu", str(fake), str(tmp_path / "second.log"), print):
+                pass
+    finally:
+        thread.join()
+    assert not (tmp_path / "second.log").exists()

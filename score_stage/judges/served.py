@@ -162,8 +162,8 @@ class ServedJudge:
         try:
             response = self.client.chat.completions.create(**known, extra_body=extra or None)
         except openai.APIStatusError as e:
-            # A page, not an API's JSON error (which names, say, a model the server does not serve).
-            page = e.status_code in (404, 405) and not isinstance(e.body, dict)
+            # No such route, not an API's own error (which names, say, a model the server does not serve).
+            page = e.status_code in (404, 405) and not (isinstance(e.body, dict) and e.body.get("message"))
             where = f" (no chat completions there: {CHECK_URL})" if page else ""
             raise ServerError(f"the judge server at {self.url} answered {e.status_code}: {_message(e)}{where}") \
                 from None
@@ -193,8 +193,9 @@ def _message(error) -> str:
     return " ".join(str(text or error).split())[:300]
 
 
-def probe(judge: ServedJudge) -> tuple[str, Recipe | None]:
-    """Ask the server once: the model it reports, and for `expected` mode how a score is read.
+def probe(judge: ServedJudge) -> tuple[str | None, Recipe | None]:
+    """Ask the server once: the model it reports (None if it names none), and for `expected` mode how a score is
+    read.
 
     Raises:
         ServerError: the server cannot be reached, or cannot give what the mode needs, naming what is missing.
@@ -203,7 +204,7 @@ def probe(judge: ServedJudge) -> tuple[str, Recipe | None]:
     chat = [{"role": "system", "content": [{"type": "text", "text": PROBE_SYSTEM}]},
             {"role": "user", "content": [{"type": "text", "text": PROBE_USER}]}]
     answered = judge.send(generate_body(cfg.model, openai_messages(chat), 8))
-    reported = answered.get("model") or cfg.model
+    reported = answered.get("model") or None      # a server that names none is recorded so, not as the config's
     if cfg.mode == "generate":
         return reported, None
     digit_ids = _digit_ids(judge)

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -76,11 +78,18 @@ def judge_server(score, device: str, python: str, log_path: str, say: Callable[[
     Raises:
         ServerFailed: the server exited, or did not answer within `start.ready_timeout_s`, with its log's end.
     """
+    with port_held(score.server.start.port):
+        if port_taken(score.server.start.port):
+            # Else whatever answers /health there (another run's judge, a leftover) would be taken for ours.
+            raise ServerFailed(f"port {score.server.start.port} on 127.0.0.1 is taken by another process (another "
+                               "run's judge server?): set score.server.start.port to a free port (or stop that "
+                               "process)")
+        yield from _started(score, device, python, log_path, say, visible)
+
+
+def _started(score, device: str, python: str, log_path: str, say: Callable[[str], None],
+             visible: str | None) -> Iterator[str]:
     start = score.server.start
-    if port_taken(start.port):
-        # Else whatever answers /health there (another run's judge, a leftover) would be taken for ours.
-        raise ServerFailed(f"port {start.port} on 127.0.0.1 is taken by another process (another run's judge "
-                           f"server?): set score.server.start.port to a free port (or stop that process)")
     command = server_command(score, python)
     say(f"judge server: {' '.join(command)} (log: {log_path})")
     with open(log_path, "ab") as log:
@@ -128,6 +137,32 @@ def wait_until_ready(proc: subprocess.Popen, url: str, timeout_s: float, log_pat
             say(f"waiting for the judge server ({now - began:.0f}s of at most {timeout_s:.0f}s)")
             said = now
         time.sleep(POLL_S)
+
+
+@contextlib.contextmanager
+def port_held(port: int) -> Iterator[None]:
+    """This launch's claim on `port` of this node while its server starts and runs (a lock file in the node's
+    temporary folder, released when the launcher ends, however it ends). vLLM binds its port long before it
+    listens, and two servers started together on one port both serve it, each getting some of the connections:
+    without the claim, neither launch would know.
+
+    Raises:
+        ServerFailed: another launch on this node holds the port.
+    """
+    path = os.path.join(tempfile.gettempdir(), f"judge-server-port-{port}.lock")
+    try:                       # read-only is enough for flock: another user's file serves as well
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:  # (creating it only when missing: a sticky /tmp refuses O_CREAT on others' files)
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ServerFailed(f"port {port}: another launch on this node is starting or running its judge server "
+                               "there; set score.server.start.port to another port") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def port_taken(port: int) -> bool:
