@@ -54,6 +54,8 @@ def verify_inputs_before_judging(config: RunConfig, manifest: dict, entries: lis
 
 
 def _sees_original(config: RunConfig, entry: dict) -> bool:
+    if config.score.protocol == "official":       # every benchmark's own judge compares the edit with it
+        return True
     dimensions = config.score.prompts[entry["category"]].dimensions.values()
     return any(d.images == "original_and_edited" for d in dimensions)
 

@@ -212,6 +212,10 @@ def write_report(output_dir: str, report: dict[str, Any], thumbnails: dict[str, 
             f"{report['bootstrap']['seed']}.", ""]
     if "human_agreement" in report:
         text += ["## Agreement with human ratings", "", agreement_table(report), ""]
+    if "official" in report:
+        from score_stage.leaderboards.section import markdown
+
+        text += markdown(report["official"])
     if unparsed:
         text += [f"Unparsed ({len(unparsed)}): " + ", ".join(unparsed), ""]
     if failed:

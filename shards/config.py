@@ -22,7 +22,7 @@ from shards.config_schema import (REPO_ROOT,  # noqa: F401 (re-exported: the con
                                   SINGLE_DIMENSION, TEMPLATE_FIELDS, CategoryPrompts, DatasetConfig, Dimension,
                                   DistributedConfig, EditConfig, EditSpeed, Environment, LoraAdapter, RunConfig,
                                   ScoreConfig, ServerConfig, ServerStart)
-from shards.typed_data import ConfigError, build, quote, where
+from shards.typed_data import ConfigError, SchemaError, build, quote, where
 from shards.typed_yaml import load_yaml, set_dotted
 
 EXTRA_FIELD = re.compile(r"extra\[([^\]]+)\]")   # a sample's own field in a template: {extra[reference]}
@@ -55,6 +55,7 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
     _check(config)
     config = _resolve_paths(config)
     _check_lora(config)
+    _check_official(config)
     return config
 
 
@@ -150,6 +151,10 @@ def _check(config: RunConfig) -> None:
             raise ConfigError(f"{where(src, keypath)}: must be at least 1, got {value}")
     _check_categories(config)
     _check_server(config)
+    if config.score.protocol == "official" and config.score.mode != "generate":
+        raise ConfigError(f"{where(src, 'score.mode')}: score.protocol official needs generate: the benchmarks' "
+                          "judges write their reasoning before the score, or several scores in one answer, which "
+                          "no single next-token probability holds")
 
 
 def _check_server(config: RunConfig) -> None:
@@ -208,6 +213,24 @@ def _check_start_args(src: str, args: list[str]) -> None:
         if name in LAUNCHER_SET_ARGS:
             raise ConfigError(f"{where(src, 'score.server.start.args')}: {name} is the launcher's to set (from "
                               f"{LAUNCHER_SET_ARGS[name]}); remove it from the engine's arguments")
+
+
+def _check_official(config: RunConfig) -> None:
+    """The official protocol judges with the benchmark's prompts imported beside the dataset: refuse a config
+    whose dataset has none before anything runs."""
+    if config.score.protocol != "official":
+        return
+    from shards.judge_prompts import judge_prompts_path, read_judge_prompts
+
+    path = judge_prompts_path(config.dataset.path)
+    try:
+        read_judge_prompts(path)
+    except FileNotFoundError:
+        raise ConfigError(f"{where(config.source, 'score.protocol')}: official needs the benchmark's own judge "
+                          f"prompts at {path}, which import-benchmark writes from your copy of the benchmark (for "
+                          "gedit, give its scorer's checkout as a second source)") from None
+    except SchemaError as e:
+        raise ConfigError(f"{where(config.source, 'score.protocol')}: {e}") from None
 
 
 def _check_lora(config: RunConfig) -> None:

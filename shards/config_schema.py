@@ -235,6 +235,12 @@ class ScoreConfig:
     """Let the checkpoint run its own Python code when it loads; leave off unless you trust its source."""
     dtype: Dtype = "bfloat16"
     """Weights' dtype on the device."""
+    protocol: Literal["open", "official"] = "open"
+    """How the benchmark is judged. `open`: this tool's judging, the `prompts` below on 0-10. `official`: as the
+    benchmark's authors judge it (GEdit-Bench, RISEBench, KRIS-Bench, ImgEdit-Bench): its own prompts, read from
+    `judge_prompts.json` beside the dataset (written by `import-benchmark` from the user's copy), its answer format,
+    scale and per-sample combination, and its leaderboard table in the report (`docs/official-protocols.md`);
+    needs `mode: generate`. `prompts` then only name the categories."""
     mode: Literal["expected", "generate"] = "expected"
     """How a score is read. `expected`: the judge's next-token probabilities over 0..10 right after
     `answer_prefix`, reported as sum p(s)*s over the valid scores (two forward passes; never unparsed).

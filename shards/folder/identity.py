@@ -25,6 +25,8 @@ from shards.config import RunConfig
 from shards.files import atomic_write_json, sha256_file
 from shards.folder.records import FINGERPRINT_SUFFIX, REPORTED_SUFFIX, ResumeError, check_fresh, discovered, read_record
 from shards.journal import PROGRESS_DIR
+from shards.judge_prompts import judge_prompts_path, read_judge_prompts
+from shards.typed_data import SchemaError
 
 # Settings that change how a stage runs, not what it produces: a resumed run may change them freely.
 OPERATIONAL = {
@@ -51,6 +53,8 @@ def run_identity(config: RunConfig, stage: str, served_model: str | None = None)
         identity["score.server host"] = urllib.parse.urlsplit(server.url).hostname if server.url else \
             "the launcher's vLLM on each node"
         identity[f"score.model{REPORTED_SUFFIX}"] = served_model
+    if stage == "score":
+        official_identity(config, identity)
     cache = os.path.join(config.output_dir, PROGRESS_DIR, DIGEST_CACHE)
     identity[f"{stage}.model{FINGERPRINT_SUFFIX}"] = model_fingerprint(settings["model"], cache)
     if stage == "edit":
@@ -59,6 +63,19 @@ def run_identity(config: RunConfig, stage: str, served_model: str | None = None)
             digests = [lora_fingerprint(a.path, a.weight_name, cache) for a in config.edit.lora]
             identity[f"edit.lora{FINGERPRINT_SUFFIX}"] = None if None in digests else digests
     return identity
+
+
+def official_identity(config: RunConfig, identity: dict[str, Any]) -> None:
+    """The open protocol's identity is what it was before protocols existed (runs of then resume); the official
+    one's holds the sha256 of the benchmark's prompts it judges with (None while there is no prompts file)."""
+    if config.score.protocol == "open":
+        del identity["score.protocol"]
+        return
+    path = judge_prompts_path(config.dataset.path)
+    try:
+        identity["score.official prompts sha256"] = read_judge_prompts(path).sha256
+    except (FileNotFoundError, SchemaError):
+        identity["score.official prompts sha256"] = None
 
 
 def check_resumable(config: RunConfig, stage: str, identity: dict[str, Any] | None = None) -> list[str]:
