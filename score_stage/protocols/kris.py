@@ -18,6 +18,8 @@ from score_stage.protocols import Question
 KNOWLEDGE = ("abstract_reasoning", "mathematics", "practical_knowledge", "medicine", "rule-based_reasoning",
              "biology", "geography", "chemistry", "humanities", "physics")
 ORIGINAL, EDITED = ("original", "This is the original image:"), ("edited", "This is the edited image:")
+PROMPT_NAMES = ("prompt_consist", "prompt_quality", "prompt_instruction_following", "prompt_dual_evaluation",
+                "prompt_view_instruction_following")
 KEYS = {"consistency": "consistency_score", "quality": "quality_score", "instruction": "instruction_score",
         "knowledge": "knowledge_score"}
 
