@@ -57,7 +57,7 @@ def tables(results: list[dict[str, Any]], extras: dict[str, dict[str, Any]]) -> 
     labels = ("Accuracy (%)", "Score (%)", "Score-Origin (1-5)")
     main = table("RISEBench", [CATEGORIES[c] for c in present] + ["Overall"],
                  [(label, [row[i] for row in by_category] + [overall[i]]) for i, label in enumerate(labels)],
-                 left_out, ["the README's main table is the Accuracy row"])
+                 left_out, ["The README's main table is the Accuracy row"])
     dims = table("RISEBench dimensions (Score %)", list(DIMENSIONS.values()),
                  [("Overall", [cell([v for r in ok if (v := dimension(r, d)) is not None], 1, percent)
                                for d in DIMENSIONS])], left_out)
