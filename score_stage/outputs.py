@@ -7,7 +7,7 @@ from typing import Any
 
 from score_stage.inputs import original_path
 from score_stage.worker import edited_image
-from shards.config import RunConfig, to_dict
+from shards.config import RunConfig, judged_categories, to_dict
 from shards.folder.identity import run_identity
 from shards.folder.records import REPORTED_SUFFIX, read_record
 from shards.images import open_image
@@ -46,7 +46,7 @@ def write_outputs(config: RunConfig, manifest: dict, entries: list[dict], judged
     key = config.score.human_score_key
     human = {e["id"]: float(e["extra"][key]) for e in entries if e.get("extra", {}).get(key) is not None}
     report = build_report(
-        results, list(config.score.prompts), human_scores=human,
+        results, judged_categories(config.score), human_scores=human,
         edit_model=manifest["model"].get("label", manifest["model"]["path"]), judge_model=config.score.model,
         scoring_mode=config.score.mode, record=run_record(config, manifest),
         world_size={"edit": manifest["world_size"], "score": state.world_size},

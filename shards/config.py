@@ -22,7 +22,8 @@ from shards.config_schema import (REPO_ROOT,  # noqa: F401 (re-exported: the con
                                   SINGLE_DIMENSION, TEMPLATE_FIELDS, CategoryPrompts, DatasetConfig, Dimension,
                                   DistributedConfig, EditConfig, EditSpeed, Environment, LoraAdapter, RunConfig,
                                   ScoreConfig, ServerConfig, ServerStart)
-from shards.typed_data import ConfigError, SchemaError, build, quote, where
+from shards.config_protocol import check_official_prompts, check_protocol_keys, judged_categories
+from shards.typed_data import ConfigError, build, quote, where
 from shards.typed_yaml import load_yaml, set_dotted
 
 EXTRA_FIELD = re.compile(r"extra\[([^\]]+)\]")   # a sample's own field in a template: {extra[reference]}
@@ -50,19 +51,20 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
         raise ConfigError(f"{source}: the top level must be a mapping of keys")
     for dotted, value in (overrides or {}).items():
         set_dotted(raw, dotted, value, source)
-    config = build(RunConfig, raw, source, set_by_loader=("source",))
-    config = _check_prompts(dataclasses.replace(config, source=source))
+    config = dataclasses.replace(build(RunConfig, raw, source, set_by_loader=("source",)), source=source)
+    check_protocol_keys(config)
+    config = _check_prompts(config)
     _check(config)
     config = _resolve_paths(config)
     _check_lora(config)
-    _check_official(config)
+    check_official_prompts(config)
     return config
 
 
 def to_dict(config: RunConfig) -> dict[str, Any]:
     """The resolved config as plain JSON-ready data, written next to the outputs (prompts as `dimensions`)."""
     data = dataclasses.asdict(config)
-    for prompts in data["score"]["prompts"].values():
+    for prompts in (data["score"]["prompts"] or {}).values():
         for key in ("system_prompt", "user_prompt_template", "images"):
             del prompts[key]  # always empty once loaded: the inline form is held in `dimensions`
     return data
@@ -151,10 +153,6 @@ def _check(config: RunConfig) -> None:
             raise ConfigError(f"{where(src, keypath)}: must be at least 1, got {value}")
     _check_categories(config)
     _check_server(config)
-    if config.score.protocol == "official" and config.score.mode != "generate":
-        raise ConfigError(f"{where(src, 'score.mode')}: score.protocol official needs generate: the benchmarks' "
-                          "judges write their reasoning before the score, or several scores in one answer, which "
-                          "no single next-token probability holds")
 
 
 def _check_server(config: RunConfig) -> None:
@@ -215,24 +213,6 @@ def _check_start_args(src: str, args: list[str]) -> None:
                               f"{LAUNCHER_SET_ARGS[name]}); remove it from the engine's arguments")
 
 
-def _check_official(config: RunConfig) -> None:
-    """The official protocol judges with the benchmark's prompts imported beside the dataset: refuse a config
-    whose dataset has none before anything runs."""
-    if config.score.protocol != "official":
-        return
-    from shards.judge_prompts import judge_prompts_path, read_judge_prompts
-
-    path = judge_prompts_path(config.dataset.path)
-    try:
-        read_judge_prompts(path)
-    except FileNotFoundError:
-        raise ConfigError(f"{where(config.source, 'score.protocol')}: official needs the benchmark's own judge "
-                          f"prompts at {path}, which import-benchmark writes from your copy of the benchmark (for "
-                          "gedit, give its scorer's checkout as a second source)") from None
-    except SchemaError as e:
-        raise ConfigError(f"{where(config.source, 'score.protocol')}: {e}") from None
-
-
 def _check_lora(config: RunConfig) -> None:
     """A local adapter (an absolute path once resolved) must exist, and so must its weights file."""
     for i, adapter in enumerate(config.edit.lora):
@@ -251,6 +231,8 @@ def _check_prompts(config: RunConfig) -> RunConfig:
     src, prefix = config.source, config.score.answer_prefix
     if not prefix.strip():
         raise ConfigError(f"{where(src, 'score.answer_prefix')}: must contain text, e.g. 'Score: '")
+    if config.score.prompts is None:          # the official protocol: the benchmark's own prompts
+        return config
     normalized = {}
     for category, prompts in config.score.prompts.items():
         at = f"score.prompts.{category}"
@@ -354,7 +336,10 @@ def _placeholder_problem(name: str, spec: str, conversion: str | None) -> str | 
 
 def prompt_fields(config: RunConfig) -> dict[str, list[str]]:
     """Each category with judge prompts, and the sample fields beyond the required ones its templates use
-    (`{extra[reference]}`): a sample of that category without one is refused when the dataset loads."""
+    (`{extra[reference]}`): a sample of that category without one is refused when the dataset loads. The official
+    protocols' questions use a field only where the sample has it."""
+    if config.score.prompts is None:
+        return {category: [] for category in config.score.categories}
     return {category: sorted({match.group(1) for dimension in prompts.dimensions.values()
                               for name in template_names(dimension.user_prompt_template)
                               if (match := EXTRA_FIELD.fullmatch(name))})
@@ -362,7 +347,7 @@ def prompt_fields(config: RunConfig) -> dict[str, list[str]]:
 
 
 def _check_categories(config: RunConfig) -> None:
-    known = list(config.score.prompts)
+    known = judged_categories(config.score)
     for i, category in enumerate(config.dataset.categories or []):
         if category not in known:
             near = difflib.get_close_matches(category, known, n=1, cutoff=0.3)

@@ -69,7 +69,7 @@ def official_identity(config: RunConfig, identity: dict[str, Any]) -> None:
     """The open protocol's identity is what it was before protocols existed (runs of then resume); the official
     one's holds the sha256 of the benchmark's prompts it judges with (None while there is no prompts file)."""
     if config.score.protocol == "open":
-        del identity["score.protocol"]
+        del identity["score.protocol"], identity["score.categories"]
         return
     path = judge_prompts_path(config.dataset.path)
     try:

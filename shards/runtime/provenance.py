@@ -83,7 +83,7 @@ def judging_record(cfg: ScoreConfig, official: JudgePrompts | None = None) -> di
     prompts = {category: {"combine": p.combine, "dimensions": {
         name: {"images": d.images, "system_prompt_sha256": _sha256(d.system_prompt),
                "user_prompt_template_sha256": _sha256(d.user_prompt_template)}
-        for name, d in p.dimensions.items()}} for category, p in cfg.prompts.items()}
+        for name, d in p.dimensions.items()}} for category, p in (cfg.prompts or {}).items()}
     found = {"mode": cfg.mode, "answer_prefix": cfg.answer_prefix, "max_new_tokens": cfg.max_new_tokens,
              "do_sample": False, "batch_size": cfg.batch_size, "dtype": cfg.dtype,
              "image_max_side": cfg.image_max_side, "prompts": prompts,
