@@ -113,3 +113,20 @@ def _shipped(name: str, tmp_path) -> dict:
 def test_every_shipped_config_loads(name, tmp_path):
     config = load_config(os.path.join(CONFIGS, name), _shipped(name, tmp_path))
     assert judged_categories(config.score)
+
+
+@pytest.mark.parametrize("name, model, served, warned", [
+    ("risebench-official.yaml", None, "gpt-4.1-2025-04-14", False),          # as shipped: the snapshot
+    ("gedit-official.yaml", "gpt-4.1", None, True),                          # the alias, before any answer
+    # OpenAI answers an alias with the snapshot it resolved to today: still unpinned, tomorrow it may be another.
+    ("gedit-official.yaml", "gpt-4.1", "gpt-4.1-2025-04-14", True),
+    ("gedit-official-served.yaml", None, "Qwen/Qwen2.5-VL-72B-Instruct", False),   # served on this node
+])
+def test_a_hosted_judge_named_by_an_alias_is_warned_about(name, model, served, warned, tmp_path):
+    from score_stage.leaderboards.section import hosted_unpinned
+
+    overrides = {**_shipped(name, tmp_path), **({"score.model": model} if model else {})}
+    warning = hosted_unpinned(load_config(os.path.join(CONFIGS, name), overrides), served)
+    assert bool(warning) == warned, warning
+    if warned:
+        assert "'gpt-4.1' (at api.openai.com) is not pinned to a dated snapshot" in warning
