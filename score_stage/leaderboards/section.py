@@ -22,11 +22,15 @@ def hosted_unpinned(config: Any, served_model: str | None) -> str | None:
     if config.score.backend != "server" or server.start is not None:
         return None
     host = urllib.parse.urlsplit(server.url).hostname or ""
-    if host in LOCAL or DATED.search(served_model or config.score.model):
+    # The model asked decides, not the one that answered: an API answers an alias with the snapshot it points to
+    # today, and another run asking the same alias may get another.
+    if host in LOCAL or DATED.search(config.score.model):
         return None
-    return (f"the hosted judge '{config.score.model}' (at {host}) is not pinned to a dated snapshot: its provider "
-            "updates it, and figures drift between months (GEdit-Bench's authors saw GPT-4.1's move, Step1X-Edit "
-            "#74); name a snapshot, e.g. gpt-4.1-2025-04-14")
+    today = f" (it answered as '{served_model}' this time)" if served_model and served_model != config.score.model \
+        else ""
+    return (f"the hosted judge '{config.score.model}' (at {host}) is not pinned to a dated snapshot{today}: its "
+            "provider updates it, and figures drift between months (GEdit-Bench's authors saw GPT-4.1's move, "
+            "Step1X-Edit #74); name a snapshot, e.g. gpt-4.1-2025-04-14")
 
 
 def official_section(config: Any, prompts: Any, results: list[dict], entries: list[dict],
