@@ -15,6 +15,7 @@ from typing import Any
 
 from PIL import Image
 
+from score_stage.leaderboards.section import protocol_line
 from shards.report.numbers import interval, number
 from shards.report.page import document, escape
 
@@ -93,6 +94,7 @@ def _summary(report: dict[str, Any]) -> str:
     runs = {stage: _world_sizes(attempts.get(stage, [])) for stage in ("edit", "score")}
     rows = [
         ("Edit model", report["edit_model"]), ("Judge", f"{report['judge_model']} ({report['scoring_mode']} mode)"),
+        ("Protocol", protocol_line(report)),
         ("Dataset", config["dataset"]["path"]),
         ("Samples", f"{o['count']}: {o['scored']} scored, {o['unparsed']} unparsed, {o['failed']} failed"),
         ("Mean over samples", f"{number(o['mean_over_samples'])} "

@@ -20,11 +20,11 @@ OFFICIAL = {"score.protocol": "official", "score.mode": "generate", "score.promp
             "dataset.categories": None}
 
 
-def imported_prompts(folder, benchmark: str = "risebench") -> str:
+def imported_prompts(folder, benchmark: str = "risebench", prompts: dict | None = None) -> str:
     """A dataset folder with a `judge_prompts.json` as import-benchmark writes it (crafted prompts); returns the
     dataset's path (the JSONL itself is not needed to load a config)."""
     os.makedirs(folder, exist_ok=True)
-    prompts = {"prompt_consist": "Is it consistent? {instruct}"}
+    prompts = prompts or {"prompt_consist": "Is it consistent? {instruct}"}
     found = JudgePrompts(benchmark=benchmark, prompts=prompts, sha256=prompts_digest(prompts),
                          sources=[PromptSource(path="utils.py", sha256="0" * 64, names=list(prompts), commit=None)])
     with open(os.path.join(folder, JUDGE_PROMPTS), "w", encoding="utf-8") as f:

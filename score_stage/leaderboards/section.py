@@ -33,6 +33,19 @@ def hosted_unpinned(config: Any, served_model: str | None) -> str | None:
             "Step1X-Edit #74); name a snapshot, e.g. gpt-4.1-2025-04-14")
 
 
+# What a sample's score is under each benchmark's official protocol: the tool's own figures are means of it.
+SAMPLE_SCORES = {"gedit": "O = sqrt(SC * PQ), 0-10", "risebench": "its weighted score, 1-5",
+                 "kris": "the mean of its dimensions, 1-5", "imgedit": "the mean of its three scores, 1-5"}
+
+
+def protocol_line(report: dict[str, Any]) -> str:
+    """Which protocol produced the report's figures, and on what scale a sample's score is."""
+    if "official" not in report:
+        return "open: this tool's prompts, each sample's score 0-10"
+    benchmark = report["official"]["benchmark"]
+    return f"official: {benchmark}'s own prompts, each sample's score {SAMPLE_SCORES[benchmark]}"
+
+
 def official_section(config: Any, prompts: Any, results: list[dict], entries: list[dict],
                      served_model: str | None) -> dict[str, Any]:
     """The section for the report, from every sample's result and the manifest's entries (their `extra`)."""
