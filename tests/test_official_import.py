@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from conftest import REPO
 from launch.importers import gedit, imgedit, kris, risebench
 from shards.judge_prompts import read_judge_prompts
 from test_benchmarks import COPIES, _import
@@ -61,6 +62,10 @@ def test_the_prompts_are_read_from_the_copy_with_each_files_sha256(name, tmp_pat
     assert src.sha256 == hashlib.sha256(open(path, "rb").read()).hexdigest()
     assert src.path == SPECS[name].places[0] and src.commit == commit.strip()
     assert "judge prompts of the official protocol" in done.stdout
+    official = os.path.join("configs", f"{name}-official.yaml")
+    if os.path.isfile(os.path.join(REPO, official)):      # where the benchmark's own judge has a config
+        assert f"under its official protocol: python3 -m launch --config {official} --set dataset.path=" \
+            in done.stdout
 
 
 @pytest.mark.parametrize("name", list(COPIES))

@@ -26,6 +26,8 @@ import sys
 from launch.importers.common import (BenchmarkError, Reading, check_rows, image_problems, outside_problems, refuse,
                                      source_root, write_dataset)
 from launch.importers.prompts import read_prompts, write_prompts
+from shards.config_schema import REPO_ROOT
+from shards.judge_prompts import judge_prompts_path
 
 NAMES = ("gedit", "risebench", "kris", "imgedit")
 
@@ -137,6 +139,10 @@ def main(argv: list[str]) -> int:
     print(f"[import] {args.name}: {len(reading.rows)} samples in {len(categories)} categories -> {path}", flush=True)
     print(f"[import] run it: python3 -m launch --config configs/{args.name}.yaml --set dataset.path={path}",
           flush=True)
+    official = os.path.join("configs", f"{args.name}-official.yaml")
+    if os.path.isfile(judge_prompts_path(path)) and os.path.isfile(os.path.join(REPO_ROOT, official)):
+        print(f"[import] or under its official protocol: python3 -m launch --config {official} --set "
+              f"dataset.path={path}", flush=True)
     return 0
 
 
