@@ -39,3 +39,13 @@ def conversation(dimension: Dimension, entry: dict[str, Any], images: list[Image
     if answer_prefix is not None:
         chat.append({"role": "assistant", "content": [{"type": "text", "text": answer_prefix}]})
     return chat
+
+
+def official_chat(text: str, pictures: list[tuple[str | None, Image.Image]]) -> list[dict[str, Any]]:
+    """The official protocol's chat: one user message, the prompt first, then each picture after its label (where
+    the benchmark labels them), as the benchmarks' scorers send it; no system message."""
+    content = [{"type": "text", "text": text}]
+    for label, image in pictures:
+        content += [{"type": "text", "text": label}] if label else []
+        content.append({"type": "image", "image": image})
+    return [{"role": "user", "content": content}]

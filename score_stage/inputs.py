@@ -8,7 +8,7 @@ import os
 from typing import Any
 
 from score_stage.worker import original_problem
-from shards.config import RunConfig, prompt_fields
+from shards.config import RunConfig, judged_categories, prompt_fields
 from shards.dataset import DatasetError, select_samples
 from shards.runtime.dist import DistState, map_in_parallel
 from shards.store import ShardError, shard_problem
@@ -21,9 +21,11 @@ def selected_entries(config: RunConfig, manifest: dict[str, Any]) -> list[dict[s
                              extra_of=lambda entry: entry.get("extra", {}))
     key, fields = config.score.human_score_key, prompt_fields(config)
     for entry in entries:
-        if entry["category"] not in config.score.prompts:
+        if entry["category"] not in judged_categories(config.score):
+            which = "has no judge prompts in" if config.score.protocol == "open" else "is not judged by"
+            key = "score.prompts" if config.score.protocol == "open" else "score.categories"
             raise DatasetError(f"sample '{entry['id']}' of the manifest has category '{entry['category']}', "
-                               f"which has no judge prompts in {config.source} (score.prompts)")
+                               f"which {which} {config.source} ({key})")
         missing = [f for f in fields[entry["category"]] if entry.get("extra", {}).get(f) is None]
         if missing:
             raise DatasetError(f"sample '{entry['id']}' of the manifest has no field '{missing[0]}', which the "
@@ -54,6 +56,8 @@ def verify_inputs_before_judging(config: RunConfig, manifest: dict, entries: lis
 
 
 def _sees_original(config: RunConfig, entry: dict) -> bool:
+    if config.score.protocol == "official":       # every benchmark's own judge compares the edit with it
+        return True
     dimensions = config.score.prompts[entry["category"]].dimensions.values()
     return any(d.images == "original_and_edited" for d in dimensions)
 

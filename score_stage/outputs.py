@@ -7,7 +7,7 @@ from typing import Any
 
 from score_stage.inputs import original_path
 from score_stage.worker import edited_image
-from shards.config import RunConfig, to_dict
+from shards.config import RunConfig, judged_categories, to_dict
 from shards.folder.identity import run_identity
 from shards.folder.records import REPORTED_SUFFIX, read_record
 from shards.images import open_image
@@ -46,7 +46,7 @@ def write_outputs(config: RunConfig, manifest: dict, entries: list[dict], judged
     key = config.score.human_score_key
     human = {e["id"]: float(e["extra"][key]) for e in entries if e.get("extra", {}).get(key) is not None}
     report = build_report(
-        results, list(config.score.prompts), human_scores=human,
+        results, judged_categories(config.score), human_scores=human,
         edit_model=manifest["model"].get("label", manifest["model"]["path"]), judge_model=config.score.model,
         scoring_mode=config.score.mode, record=run_record(config, manifest),
         world_size={"edit": manifest["world_size"], "score": state.world_size},
@@ -56,6 +56,8 @@ def write_outputs(config: RunConfig, manifest: dict, entries: list[dict], judged
                    "score": round(sum(a.get("elapsed_s", 0.0) for a in attempts), 3)},
         config=to_dict(config),
     )
+    if config.score.protocol == "official":
+        report["official"] = official(config, results, entries, report["record"]["judge"].get("served_model"))
     paths = write_report(config.output_dir, report, thumbnails)
     o = report["overall"]
     log.info("%d samples: mean over samples %s (%d scored), mean over categories %s (%d categories), "
@@ -63,6 +65,19 @@ def write_outputs(config: RunConfig, manifest: dict, entries: list[dict], judged
              number(o["mean_over_categories"]), o["categories_in_mean"], o["unparsed"], o["failed"])
     log.info("per category:\n%s", markdown_table(report))
     log.info("report: %s and %s", paths["json"], paths["html"])
+
+
+def official(config: RunConfig, results: list[dict], entries: list[dict], served: str | None) -> dict[str, Any]:
+    """The benchmark's own tables (`score.protocol: official`)."""
+    from score_stage.leaderboards.section import official_section
+
+    return official_section(config, official_prompts(config), results, entries, served)
+
+
+def official_prompts(config: RunConfig):
+    from shards.judge_prompts import judge_prompts_path, read_judge_prompts
+
+    return read_judge_prompts(judge_prompts_path(config.dataset.path))
 
 
 def run_record(config: RunConfig, manifest: dict) -> dict[str, Any]:
@@ -75,7 +90,8 @@ def run_record(config: RunConfig, manifest: dict) -> dict[str, Any]:
     return {"dataset": {k: manifest["dataset"][k] for k in ("path", "sha256")}, "editor": manifest["model"],
             "judge": {"model": judge, "revision": hub_revision(judge), "backend": config.score.backend, **served,
                       "fingerprint": run_identity(config, "score")["score.model files fingerprint"]},
-            "judging": judging_record(config.score),
+            "judging": judging_record(config.score, official_prompts(config) if config.score.protocol == "official"
+                                      else None),
             "seeds": {"edit": manifest["model"].get("seed"), "per_sample": "sha256(edit seed, sample id)",
                       "judge": "none: greedy decoding"},
             "tool": {"edit": manifest.get("tool"), "score": tool_version()},

@@ -206,12 +206,18 @@ def write_report(output_dir: str, report: dict[str, Any], thumbnails: dict[str, 
     atomic_write(paths["csv"], results_csv(report["samples"]).encode("utf-8"))
     unparsed = [r["id"] for r in report["samples"] if r["status"] == "unparsed"]
     failed = [f"{r['id']} ({r['reason']})" for r in report["samples"] if r["status"] == "failed"]
+    from score_stage.leaderboards.section import protocol_line
+
     text = ["# Edit benchmark report", "", f"Edit model: `{report['edit_model']}`  ",
-            f"Judge: `{report['judge_model']}`", "", markdown_table(report), "",
+            f"Judge: `{report['judge_model']}`  ", f"Protocol: {protocol_line(report)}", "", markdown_table(report), "",
             f"95% CI: percentile bootstrap, {report['bootstrap']['resamples']} resamples within categories, seed "
             f"{report['bootstrap']['seed']}.", ""]
     if "human_agreement" in report:
         text += ["## Agreement with human ratings", "", agreement_table(report), ""]
+    if "official" in report:
+        from score_stage.leaderboards.section import markdown
+
+        text += markdown(report["official"])
     if unparsed:
         text += [f"Unparsed ({len(unparsed)}): " + ", ".join(unparsed), ""]
     if failed:

@@ -15,6 +15,7 @@ from typing import Any
 
 from PIL import Image
 
+from score_stage.leaderboards.section import protocol_line
 from shards.report.numbers import interval, number
 from shards.report.page import document, escape
 
@@ -83,7 +84,7 @@ def build_html(report: dict[str, Any], thumbnails: dict[str, dict[str, str | Non
     samples = sorted(enumerate(report["samples"]),
                      key=lambda item: (-1 if item[1]["score"] is None else item[1]["score"], item[0]))
     return document("Edit benchmark report", STYLE, [
-        _summary(report), _chart(report), _agreement(report), _controls(report),
+        _summary(report), _official(report), _chart(report), _agreement(report), _controls(report),
         '<main id="cards">', *(_card(i, s, thumbnails.get(s["id"], {})) for i, s in samples), "</main>"], SCRIPT)
 
 
@@ -93,6 +94,7 @@ def _summary(report: dict[str, Any]) -> str:
     runs = {stage: _world_sizes(attempts.get(stage, [])) for stage in ("edit", "score")}
     rows = [
         ("Edit model", report["edit_model"]), ("Judge", f"{report['judge_model']} ({report['scoring_mode']} mode)"),
+        ("Protocol", protocol_line(report)),
         ("Dataset", config["dataset"]["path"]),
         ("Samples", f"{o['count']}: {o['scored']} scored, {o['unparsed']} unparsed, {o['failed']} failed"),
         ("Mean over samples", f"{number(o['mean_over_samples'])} "
@@ -111,6 +113,26 @@ def _summary(report: dict[str, Any]) -> str:
     ]
     items = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in rows)
     return f'<header><h1>Edit benchmark report</h1><dl class="summary">{items}</dl></header>'
+
+
+def _official(report: dict[str, Any]) -> str:
+    """The benchmark's own tables (official protocol): each figure with the values it rests on."""
+    if "official" not in report:
+        return ""
+    from score_stage.leaderboards.section import cell_text
+
+    section = report["official"]
+    parts = [f"<section><h2>Official protocol: {escape(section['benchmark'])} (judge "
+             f"{escape(section['judge'])})</h2>", *(f"<p><strong>Warning:</strong> {escape(w)}</p>"
+                                                    for w in section["warnings"])]
+    for t in section["tables"]:
+        head = "".join(f"<th>{escape(c)}</th>" for c in t["columns"])
+        rows = "".join(f"<tr><th>{escape(r['label'])}</th>" + "".join(f"<td>{escape(cell_text(c))}</td>"
+                                                                       for c in r["cells"]) + "</tr>"
+                       for r in t["rows"])
+        parts.append(f"<table><caption>{escape(t['title'])}: value (values behind it); left out, no score: "
+                     f"{t['left_out']}</caption><tr><th></th>{head}</tr>{rows}</table>")
+    return "".join(parts) + "</section>"
 
 
 def _world_sizes(attempts: list[dict[str, Any]]) -> str:

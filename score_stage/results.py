@@ -55,7 +55,7 @@ def describe(result: dict[str, Any]) -> str:
             top = sorted(enumerate(answer["distribution"]), key=lambda sp: -sp[1])[:2]
             parts.append(f"{name}={answer['score']:.2f} (P " + " ".join(f"{s}:{p:.2f}" for s, p in top) + ")")
         else:
-            parts.append(f"{name}={_number(answer['score'])} " + " ".join(answer["response"].split())[:60])
+            parts.append(f"{name}={_number(answer['score'])} " + " ".join((answer.get("response") or "").split())[:60])
     return f"{result['category']}/{result['id']} score={_number(result['score'])} | " + " ".join(parts)
 
 

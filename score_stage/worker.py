@@ -54,6 +54,28 @@ def within(image: Image.Image, max_side: int | None) -> Image.Image:
     return image.resize(size, Image.Resampling.LANCZOS)
 
 
+def official_pictures(config: RunConfig, root: str, entry: dict[str, Any],
+                      images: tuple[tuple[str, str | None], ...]) -> list[tuple[str | None, Image.Image]]:
+    """The official protocol's pictures for one question, labelled: the original, the edit, or the sample's
+    reference image (a file of the dataset), each within `score.image_max_side`."""
+    def picture(kind: str) -> Image.Image:
+        if kind == "edited":
+            return edited_image(config, entry)
+        return open_image(os.path.join(root, entry["image"] if kind == "original" else entry["extra"]["reference_image"]))
+
+    return [(label, within(picture(kind), config.score.image_max_side)) for kind, label in images]
+
+
+def load_protocol(config: RunConfig):
+    """The official protocol with the benchmark's prompts imported beside the dataset; None for the open one."""
+    if config.score.protocol != "official":
+        return None
+    from score_stage.protocols import OfficialProtocol
+    from shards.judge_prompts import judge_prompts_path, read_judge_prompts
+
+    return OfficialProtocol(read_judge_prompts(judge_prompts_path(config.dataset.path)))
+
+
 def original_problem(root: str, entry: dict) -> str | None:
     """What is wrong with a sample's original image (under the dataset folder `root`) since it was edited: missing
     or changed; None if it is the image the edit stage saw."""
@@ -107,6 +129,7 @@ class JudgeWorker:
         start = time.perf_counter()
         self.owns_judge = judge is None
         self.judge = load_judge(config, state, log) if judge is None else judge
+        self.protocol, self.questions = load_protocol(config), {}
         self.load_s, self.busy_s, self.results = time.perf_counter() - start, 0.0, []
         self.journal, self.total, self.bar = None, total, bar
 
@@ -137,10 +160,10 @@ class JudgeWorker:
                                                       self.state.world_size))
             self.shared_bar = self.bar is not None
             self.bar = self.bar or progress(self.state, "score", "judged", self.total)
-        from score_stage.results import describe, sample_result
+        from score_stage.results import describe
 
-        prompts, size = self.config.score.prompts, self.config.score.batch_size
-        queries = [(entry, name) for entry in chunk for name in prompts[entry["category"]].dimensions]
+        size = self.config.score.batch_size
+        queries = [(entry, name) for entry in chunk for name in self._asked(entry)]
         if self.config.score.backend == "server":
             size = len(queries)           # the whole chunk in flight (max_concurrency at once); no GPU to run out of
         answers: dict[str, dict[str, dict]] = {}
@@ -151,11 +174,8 @@ class JudgeWorker:
             for (entry, name), answer in zip(batch, batch_answers):
                 answers.setdefault(entry["id"], {})[name] = answer
                 seconds[entry["id"]] = seconds.get(entry["id"], 0.0) + share
-                category = prompts[entry["category"]]
-                if len(answers[entry["id"]]) == len(category.dimensions):
-                    finished.append(sample_result(entry, answers.pop(entry["id"]), category.combine,
-                                                  rank=self.state.rank, world_size=self.state.world_size,
-                                                  seconds=seconds.pop(entry["id"])))
+                if len(answers[entry["id"]]) == len(self._asked(entry)):
+                    finished.append(self._result(entry, answers.pop(entry["id"]), seconds.pop(entry["id"])))
             self.journal.append(finished)
             for result in finished:
                 self.log.info("%s", describe(result), extra=EVERY_RANK)
@@ -164,7 +184,32 @@ class JudgeWorker:
             self.busy_s += time.perf_counter() - begin
             begin = time.perf_counter()
 
+    def _asked(self, entry: dict) -> list[str]:
+        """The names of what the judge is asked about a sample: its category's dimensions, or (official protocol)
+        the benchmark's questions."""
+        if self.protocol is None:
+            return list(self.config.score.prompts[entry["category"]].dimensions)
+        if entry["id"] not in self.questions:
+            self.questions[entry["id"]] = {q.name: q for q in self.protocol.questions(entry)}
+        return list(self.questions[entry["id"]])
+
+    def _result(self, entry: dict, answers: dict[str, dict], seconds: float) -> dict:
+        from score_stage.results import sample_result
+
+        run = {"rank": self.state.rank, "world_size": self.state.world_size, "judge_seconds": round(seconds, 4)}
+        if self.protocol is None:
+            return sample_result(entry, answers, self.config.score.prompts[entry["category"]].combine,
+                                 rank=run["rank"], world_size=run["world_size"], seconds=seconds)
+        questions = self.questions.pop(entry["id"])
+        return self.protocol.result(entry, [(questions[name], answers[name]) for name in questions], **run)
+
     def _ask(self, batch: list[tuple[dict, str]]) -> list[dict]:
+        if self.protocol is not None:
+            from score_stage.chat import official_chat
+
+            asked = [self.questions[e["id"]][name] for e, name in batch]
+            return self.judge.write([official_chat(q.text, official_pictures(self.config, self.root, e, q.images))
+                                     for (e, _), q in zip(batch, asked)])
         prompts = self.config.score.prompts
         asked = [(e, prompts[e["category"]].dimensions[name]) for e, name in batch]
         return self.judge.ask([(e, dim, shown_images(self.config, self.root, e, dim.images)) for e, dim in asked])

@@ -22,6 +22,7 @@ from shards.config_schema import REPO_ROOT  # noqa: F401 (re-exported: the confi
 from shards.config_schema import (SINGLE_DIMENSION, TEMPLATE_FIELDS, CategoryPrompts, DatasetConfig, Dimension,
                                   DistributedConfig, EditConfig, EditSpeed, Environment, LoraAdapter, RunConfig,
                                   ScoreConfig, ServerConfig, ServerStart, SweepCheckpoint, SweepConfig)
+from shards.config_protocol import check_official_prompts, check_protocol_keys, judged_categories
 from shards.editors import FAMILIES, FAMILY_SETTINGS, family_problem
 from shards.typed_data import ConfigError, build, quote, where
 from shards.typed_yaml import load_yaml, set_dotted
@@ -51,18 +52,20 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
         raise ConfigError(f"{source}: the top level must be a mapping of keys")
     for dotted, value in (overrides or {}).items():
         set_dotted(raw, dotted, value, source)
-    config = build(RunConfig, raw, source, set_by_loader=("source",))
-    config = _check_prompts(dataclasses.replace(config, source=source))
+    config = dataclasses.replace(build(RunConfig, raw, source, set_by_loader=("source",)), source=source)
+    check_protocol_keys(config)
+    config = _check_prompts(config)
     _check(config)
     config = _resolve_paths(config)
     _check_lora(config)
+    check_official_prompts(config)
     return config
 
 
 def to_dict(config: RunConfig) -> dict[str, Any]:
     """The resolved config as plain JSON-ready data, written next to the outputs (prompts as `dimensions`)."""
     data = dataclasses.asdict(config)
-    for prompts in data["score"]["prompts"].values():
+    for prompts in (data["score"]["prompts"] or {}).values():
         for key in ("system_prompt", "user_prompt_template", "images"):
             del prompts[key]  # always empty once loaded: the inline form is held in `dimensions`
     return data
@@ -253,6 +256,8 @@ def _check_prompts(config: RunConfig) -> RunConfig:
     src, prefix = config.source, config.score.answer_prefix
     if not prefix.strip():
         raise ConfigError(f"{where(src, 'score.answer_prefix')}: must contain text, e.g. 'Score: '")
+    if config.score.prompts is None:          # the official protocol: the benchmark's own prompts
+        return config
     normalized = {}
     for category, prompts in config.score.prompts.items():
         at = f"score.prompts.{category}"
@@ -356,7 +361,10 @@ def _placeholder_problem(name: str, spec: str, conversion: str | None) -> str | 
 
 def prompt_fields(config: RunConfig) -> dict[str, list[str]]:
     """Each category with judge prompts, and the sample fields beyond the required ones its templates use
-    (`{extra[reference]}`): a sample of that category without one is refused when the dataset loads."""
+    (`{extra[reference]}`): a sample of that category without one is refused when the dataset loads. The official
+    protocols' questions use a field only where the sample has it."""
+    if config.score.prompts is None:
+        return {category: [] for category in config.score.categories}
     return {category: sorted({match.group(1) for dimension in prompts.dimensions.values()
                               for name in template_names(dimension.user_prompt_template)
                               if (match := EXTRA_FIELD.fullmatch(name))})
@@ -364,7 +372,7 @@ def prompt_fields(config: RunConfig) -> dict[str, list[str]]:
 
 
 def _check_categories(config: RunConfig) -> None:
-    known = list(config.score.prompts)
+    known = judged_categories(config.score)
     for i, category in enumerate(config.dataset.categories or []):
         if category not in known:
             near = difflib.get_close_matches(category, known, n=1, cutoff=0.3)

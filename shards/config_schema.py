@@ -252,6 +252,15 @@ class ScoreConfig:
     """Let the checkpoint run its own Python code when it loads; leave off unless you trust its source."""
     dtype: Dtype = "bfloat16"
     """Weights' dtype on the device."""
+    protocol: Literal["open", "official"] = "open"
+    """How the benchmark is judged. `open`: this tool's judging, the `prompts` below on 0-10. `official`: as the
+    benchmark's authors judge it (GEdit-Bench, RISEBench, KRIS-Bench, ImgEdit-Bench): its own prompts, read from
+    `judge_prompts.json` beside the dataset (written by `import-benchmark` from the user's copy), its answer format,
+    scale and per-sample combination, and its leaderboard table in the report (`docs/official-protocols.md`);
+    needs `mode: generate`, and names its categories in `categories` instead of `prompts`."""
+    categories: list[str] | None = None
+    """`official` only (required there): the benchmark's categories to judge, by name; the benchmark's own prompts
+    judge them. The open protocol's categories are the keys of `prompts`."""
     mode: Literal["expected", "generate"] = "expected"
     """How a score is read. `expected`: the judge's next-token probabilities over 0..10 right after
     `answer_prefix`, reported as sum p(s)*s over the valid scores (two forward passes; never unparsed).
@@ -266,8 +275,9 @@ class ScoreConfig:
     human_score_key: str = "human_score"
     """The dataset key holding a human rating of the edit, when the dataset has one: the report then gives the
     judge's agreement with it (Spearman, Kendall, pairwise accuracy)."""
-    prompts: dict[str, CategoryPrompts]
-    """Judge prompts per category; its keys are the benchmark's categories."""
+    prompts: dict[str, CategoryPrompts] | None = None
+    """`open` only (required there): judge prompts per category; its keys are the benchmark's categories. Not
+    given under `official`, whose prompts are the benchmark's own (an ignored prompt would read as the one asked)."""
 
 
 @dataclass(frozen=True, kw_only=True)

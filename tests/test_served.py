@@ -7,6 +7,7 @@ One server for the session (started by the launcher's own code, `shards.serving.
 minute and a half on this kind of machine; the launcher tests start their own.
 """
 
+import hashlib
 import json
 import os
 import re
@@ -17,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import REPO, base_python, copy_run, fault, torchrun, write_config
+from conftest import REPO, base_python, copy_run, fault, run_module, torchrun, write_config
 from faults.proxy import FaultProxy
 from shards.config import load_config
 
@@ -251,3 +252,58 @@ def test_the_api_key_goes_in_the_request_and_nowhere_else(pythons, demo_run, ser
         for name in names:
             with open(os.path.join(folder, name), "rb") as f:
                 assert secret.encode() not in f.read(), os.path.join(folder, name)
+
+
+RISE_QUESTIONS = {"temporal_reasoning_1": ["consistency", "reasoning", "plausibility"],
+                  "causal_reasoning_2": ["consistency", "reasoning", "plausibility"],
+                  "logical_reasoning_3": ["consistency", "reasoning"]}
+
+
+def test_an_imported_risebench_copy_runs_end_to_end_under_its_official_protocol(pythons, server, tmp_path):
+    # A RISEBench-shaped copy with crafted prompts (tests/test_official_import.py), imported as a user would, then
+    # edited by the demo's tiny editor and judged by the served tiny judge through the launcher. Its answers are
+    # noise, so samples are unparsed; what is checked is that the copy's prompts are what the judge was asked, each
+    # sample got its own questions, and the report holds RISEBench's table and says which protocol made it.
+    from test_official_import import copy_with_prompts
+
+    source, _, prompts = copy_with_prompts("risebench", tmp_path)
+    data = tmp_path / "data"
+    imported = run_module(pythons["score"], ["-m", "launch", "import-benchmark", "risebench", str(source),
+                                             "--output", str(data)])
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    sent = []
+    proxy = FaultProxy(root(server))
+    original = proxy._forward
+
+    def record(handler, body):
+        sent.append(body.decode("utf-8") if body else "")
+        original(handler, body)
+    proxy._forward = record
+    config = write_config(tmp_path, {
+        "dataset.path": str(data / "benchmark.jsonl"), "dataset.categories": None, "score.backend": "server",
+        "score.server": {"url": proxy.url + "/v1"}, "score.protocol": "official", "score.mode": "generate",
+        "score.prompts": None, "score.categories": ["temporal_reasoning", "causal_reasoning", "logical_reasoning"],
+        "score.image_max_side": 64})
+    out = str(tmp_path / "run")
+    try:
+        done = run_module(base_python(), ["-m", "launch", "--config", config, "--output-dir", out], timeout=1200)
+    finally:
+        proxy.close()
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = report(out)
+    assert {s["id"]: list(s["dimensions"]) for s in result["samples"]} == RISE_QUESTIONS
+    assert all(s["status"] in ("ok", "unparsed") for s in result["samples"])
+    # The crafted prompts read "Judge NAME: ...": each request names the one it asks.
+    asked = sorted(re.findall(r"Judge (prompt_\w+):", "\n".join(sent)))
+    assert asked == sorted(2 * ["prompt_consist", "prompt_reasoning", "prompt_generation"] +
+                           ["prompt_logical_cons", "prompt_logical_img"])
+    with open(prompts, "rb") as f:
+        assert result["record"]["judging"]["official_prompts"]["sources"][0]["sha256"] == \
+            hashlib.sha256(f.read()).hexdigest()
+    official = result["official"]
+    assert official["benchmark"] == "risebench" and [t["title"] for t in official["tables"]][0] == "RISEBench"
+    assert official["tables"][0]["left_out"] == sum(s["status"] != "ok" for s in result["samples"])
+    with open(os.path.join(out, "report.md"), encoding="utf-8") as f:
+        page = f.read()
+    assert "Protocol: official: risebench's own prompts, each sample's score its weighted score, 1-5" in page
+    assert "## Official protocol: risebench" in page and "| Accuracy (%) |" in page

@@ -21,7 +21,8 @@ def judge_scale(report: dict[str, Any]) -> dict[str, Any]:
     return {"judge": report.get("judge_model"), "judge revision": judge.get("revision"),
             "judge files": judge.get("fingerprint"), "served model": judge.get("served_model"),
             "scoring mode": report.get("scoring_mode"), "answer prefix": judging.get("answer_prefix"),
-            "prompts sha256": judging.get("prompts_sha256"), "image max side": judging.get("image_max_side")}
+            "prompts sha256": judging.get("prompts_sha256"), "image max side": judging.get("image_max_side"),
+            "protocol": judging.get("protocol", "open")}
 
 
 def scale_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:

@@ -17,6 +17,13 @@ from __future__ import annotations
 import os
 
 from launch.importers.common import BenchmarkError, Reading, Row, not_found
+from launch.importers.prompts import PromptFile
+
+# VIEScore's prompts, in the scorer's repository (stepfun-ai/Step1X-Edit), not in the dataset: SCORER's
+# GEdit-Bench/viescore/vie_prompts.py (its viescore/__init__.py joins them into the two questions).
+PROMPTS = [PromptFile(("GEdit-Bench/viescore/vie_prompts.py", "viescore/vie_prompts.py", "vie_prompts.py"), (
+    "_context_no_delimit", "_prompts_0shot_two_image_edit_rule", "_prompts_0shot_tie_rule_SC",
+    "_prompts_0shot_rule_PQ"))]
 
 TASK_TYPES = ("background_change", "color_alter", "material_alter", "motion_change", "ps_human", "style_change",
               "subject-add", "subject-remove", "subject-replace", "text_change", "tone_transfer")

@@ -4,7 +4,9 @@ download) under one folder, at the `id` paths.
 
 SOURCE is the folder holding both (the JSON anywhere below it, the images at their `id` paths relative to the
 folder that holds the `id`s' first components), or give the images' folder with `--images`. The key is the id, the
-edit type the category (nine: add, remove, replace, alter, action, style, background, extract, compose).
+edit type the category (nine: add, remove, replace, adjust, action, style, background, extract, compose; data of
+before June 2025 names adjust edits `alter`, which is kept as it is). The judge prompts of the official protocol
+are `Benchmark/Basic/prompts.json`, one per edit type.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from __future__ import annotations
 import os
 
 from launch.importers.common import BenchmarkError, Reading, Row, not_found, read_json, text
+from launch.importers.prompts import PromptFile
 
-CATEGORIES = ("add", "remove", "replace", "alter", "action", "style", "background", "extract", "compose")
+CATEGORIES = ("add", "remove", "replace", "adjust", "alter", "action", "style", "background", "extract", "compose")
 INDEX_PLACES = ("basic_edit.json", "Basic/basic_edit.json", "Benchmark/Basic/basic_edit.json")
+PROMPTS = [PromptFile(tuple(p.replace("basic_edit", "prompts") for p in INDEX_PLACES),
+                      ("replace", "add", "adjust", "remove", "style", "action", "extract", "background", "compose"))]
 
 
 def read(source: str, images: str | None = None) -> Reading:

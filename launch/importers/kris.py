@@ -14,6 +14,12 @@ from __future__ import annotations
 import os
 
 from launch.importers.common import BenchmarkError, Reading, Row, not_found, read_json, text
+from launch.importers.prompts import PromptFile
+
+# The judge prompts its metrics_*.py import (`from utils.prompts import ...`), for the single-image tasks.
+PROMPTS = [PromptFile(("utils/prompts.py", "../utils/prompts.py"), (
+    "prompt_consist", "prompt_quality", "prompt_instruction_following", "prompt_dual_evaluation",
+    "prompt_view_instruction_following"))]
 
 # The tasks whose official evaluation shows the judge the explanation (knowledge plausibility, and the anomaly
 # correction's instruction following): their samples must have one.

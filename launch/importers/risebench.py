@@ -12,8 +12,18 @@ import json
 import os
 
 from launch.importers.common import BenchmarkError, Reading, Row, not_found, read_json, text
+from launch.importers.prompts import PromptFile
 
 CATEGORIES = ("temporal_reasoning", "causal_reasoning", "spatial_reasoning", "logical_reasoning")
+# gpt_eval.py's judge prompts, string constants of the repository's utils.py.
+PROMPTS = [PromptFile(("utils.py", "../utils.py"), (
+    "prompt_consist", "prompt_reasoning", "prompt_reasoning_w_input", "prompt_generation", "prompt_spatial_ref",
+    "prompt_spatial_ref_img", "prompt_spatial_ref_w_input", "prompt_spatial_qual", "prompt_spatial_cons",
+    "prompt_logical_cons_ans", "prompt_logical_cons", "prompt_logical_txt", "prompt_logical_img",
+    "prompt_logical_img_wo_q"))]
+# Fields of the 360-sample release that decide which judge prompt its official scorer asks and how it weighs the
+# answers (the repository's 64-sample file has none of them); kept when present and not null.
+JUDGING_FIELDS = ("subtask", "reasoning_img", "consistency_free", "reasoning_wo_ins")
 
 
 def read(source: str) -> Reading:
@@ -51,6 +61,7 @@ def read(source: str) -> Reading:
         copies = {}
         if reference:
             extra["reference"] = reference
+        extra.update({k: record[k] for k in JUDGING_FIELDS if record.get(k) is not None})
         if reference_image:
             extra["reference_image"] = f"images/{reference_image}"
             copies[extra["reference_image"]] = os.path.join(root, reference_image)

@@ -52,6 +52,11 @@ class InProcessJudge:
         return [{"score": expected_score(dist), "distribution": [round(p, 6) for p in dist],
                  "valid_mass": round(mass, 6), "tokens": spent} for (dist, mass), spent in zip(found, tokens)]
 
+    def write(self, chats: list[list[dict]]) -> list[dict[str, Any]]:
+        """The judge's written answers to whole chats (the official protocol's questions), with their tokens."""
+        texts, tokens = generate_answers(self.model, self.processor, chats, self.cfg.max_new_tokens)
+        return [{"response": text, "tokens": spent} for text, spent in zip(texts, tokens)]
+
 
 def digit_token_ids(tokenizer, answer_prefix: str) -> list[int]:
     """Token ids of "0".."9", once it is checked that the tokenizer writes a score after the prefix one digit a

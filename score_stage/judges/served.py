@@ -88,6 +88,18 @@ class ServedJudge:
         tokens in and out; or no score and why."""
         return list(self.pool.map(lambda query: self._answer(*query), queries))
 
+    def write(self, chats: list[list[dict]]) -> list[dict[str, Any]]:
+        """The judge's written answers to whole chats (the official protocol's questions), with their tokens; an
+        answer that holds none (empty, refused, blocked) as failed, with why."""
+        def one(chat: list[dict]) -> dict[str, Any]:
+            response = self.send(generate_body(self.cfg.model, openai_messages(chat), self.cfg.max_new_tokens))
+            why = no_answer(response["choices"][0])
+            if why:
+                return {"response": None, "failed": why, "tokens": usage(response)}
+            return {"response": response["choices"][0]["message"]["content"], "tokens": usage(response)}
+
+        return list(self.pool.map(one, chats))
+
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.client.close()

@@ -27,6 +27,8 @@ from shards.files import atomic_write_json, sha256_file
 from shards.folder.records import (ALLOWED_SUFFIX, FINGERPRINT_SUFFIX, REPORTED_SUFFIX, ResumeError, check_fresh,
                                    discovered, read_record)
 from shards.journal import PROGRESS_DIR
+from shards.judge_prompts import judge_prompts_path, read_judge_prompts
+from shards.typed_data import SchemaError
 
 # Settings that change how a stage runs, not what it produces: a resumed run may change them freely.
 OPERATIONAL = {
@@ -61,6 +63,8 @@ def run_identity(config: RunConfig, stage: str, served_model: str | None = None,
         identity[f"score.model{REPORTED_SUFFIX}"] = served_model
         if config.score.mode == "expected":      # `generate` reads the written text, whichever server
             identity[f"score.reading{ALLOWED_SUFFIX}"] = reading
+    if stage == "score":
+        official_identity(config, identity)
     cache = digest_cache(config.output_dir)
     identity[f"{stage}.model{FINGERPRINT_SUFFIX}"] = model_fingerprint(settings["model"], cache)
     if stage == "edit":
@@ -74,6 +78,19 @@ def run_identity(config: RunConfig, stage: str, served_model: str | None = None,
 def digest_cache(output_dir: str) -> str:
     """The run folder's cache of its model files' digests (`model_fingerprint`)."""
     return os.path.join(output_dir, PROGRESS_DIR, DIGEST_CACHE)
+
+
+def official_identity(config: RunConfig, identity: dict[str, Any]) -> None:
+    """The open protocol's identity is what it was before protocols existed (runs of then resume); the official
+    one's holds the sha256 of the benchmark's prompts it judges with (None while there is no prompts file)."""
+    if config.score.protocol == "open":
+        del identity["score.protocol"], identity["score.categories"]
+        return
+    path = judge_prompts_path(config.dataset.path)
+    try:
+        identity["score.official prompts sha256"] = read_judge_prompts(path).sha256
+    except (FileNotFoundError, SchemaError):
+        identity["score.official prompts sha256"] = None
 
 
 def check_resumable(config: RunConfig, stage: str, identity: dict[str, Any] | None = None) -> list[str]:

@@ -7,7 +7,7 @@ are on one scale and of the same samples. Standard library only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from shards.config_schema import CombineRule, ImagesShown
 from shards.manifest import EditorRecord, ToolVersion
@@ -70,7 +70,12 @@ class JudgingRecord:
     prompts: dict[str, CategoryJudging]
     """Each category's prompts, by their digests."""
     prompts_sha256: str
-    """One digest of every prompt setting."""
+    """One digest of every prompt setting (the official protocol: of the benchmark's prompts)."""
+    protocol: Literal["open", "official"] | None = optional_key()
+    """`official`: judged as the benchmark's authors judge it (absent: the open protocol)."""
+    official_prompts: dict[str, Any] | None = optional_key()
+    """The official protocol: the benchmark, its prompts' sha256, and each file they were read from (path, sha256,
+    names, git commit) in the user's copy (`shards.judge_prompts`)."""
 
 
 @dataclass(frozen=True, kw_only=True)

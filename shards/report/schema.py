@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from shards.folder.run_record import Attempt
+from shards.report.official import OfficialSection
 from shards.report.record import PerStage, Provenance
 from shards.typed_data import (JSON_FILE, MISSING, At, Kind, check_schema_version, from_json, load_json, optional_key,
                                to_data)
@@ -272,6 +273,8 @@ class Report:
     """How the intervals were drawn."""
     human_agreement: HumanAgreement | None = optional_key()
     """Agreement with the human ratings, when the dataset has them."""
+    official: OfficialSection | None = optional_key()
+    """The benchmark's own tables, when judged under its official protocol (`score.protocol: official`)."""
 
     @classmethod
     def from_json(cls, data: Any, path: str) -> Report:

@@ -17,6 +17,7 @@ import subprocess
 from typing import Any
 
 from shards.config import REPO_ROOT, ScoreConfig
+from shards.judge_prompts import JudgePrompts
 
 
 def tool_version() -> dict[str, Any]:
@@ -75,17 +76,24 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def judging_record(cfg: ScoreConfig) -> dict[str, Any]:
+def judging_record(cfg: ScoreConfig, official: JudgePrompts | None = None) -> dict[str, Any]:
     """The sha256 of every system prompt and user prompt template, per category and dimension, and the settings
-    that decide how a score is read: what makes two runs' scores comparable."""
+    that decide how a score is read: what makes two runs' scores comparable. Under the official protocol, the
+    benchmark's prompts (`official`) instead: their sha256 is the record's `prompts_sha256`."""
     prompts = {category: {"combine": p.combine, "dimensions": {
         name: {"images": d.images, "system_prompt_sha256": _sha256(d.system_prompt),
                "user_prompt_template_sha256": _sha256(d.user_prompt_template)}
-        for name, d in p.dimensions.items()}} for category, p in cfg.prompts.items()}
-    return {"mode": cfg.mode, "answer_prefix": cfg.answer_prefix, "max_new_tokens": cfg.max_new_tokens,
-            "do_sample": False, "batch_size": cfg.batch_size, "dtype": cfg.dtype, "image_max_side": cfg.image_max_side,
-            "prompts": prompts,
-            "prompts_sha256": _sha256(json.dumps(dataclasses.asdict(cfg)["prompts"], sort_keys=True))}
+        for name, d in p.dimensions.items()}} for category, p in (cfg.prompts or {}).items()}
+    found = {"mode": cfg.mode, "answer_prefix": cfg.answer_prefix, "max_new_tokens": cfg.max_new_tokens,
+             "do_sample": False, "batch_size": cfg.batch_size, "dtype": cfg.dtype,
+             "image_max_side": cfg.image_max_side, "prompts": prompts,
+             "prompts_sha256": _sha256(json.dumps(dataclasses.asdict(cfg)["prompts"], sort_keys=True))}
+    if official is not None:
+        # The benchmark's own prompts were asked, not `prompts` (which only name the categories then).
+        found.update(protocol="official", prompts={}, prompts_sha256=official.sha256,
+                     official_prompts={"benchmark": official.benchmark, "sha256": official.sha256,
+                                       "sources": [dataclasses.asdict(s) for s in official.sources]})
+    return found
 
 
 VERSION_PACKAGES = ("torch", "torchvision", "transformers", "diffusers", "accelerate", "tokenizers", "safetensors",
