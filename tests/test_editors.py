@@ -1,7 +1,6 @@
 """The editor families `edit.pipeline` names: each family's settings, environment and model-card configs, checked
 when the config loads (fast), and each new family's tiny build run end to end in its own environment (slow)."""
 
-import glob
 import os
 
 import pytest
@@ -17,13 +16,6 @@ def _refusal(tmp_path, changes: dict) -> str:
     with pytest.raises(ConfigError) as info:
         load_config(write_config(tmp_path, changes=changes))
     return str(info.value)
-
-
-@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(REPO, "configs", "*.yaml"))),
-                         ids=os.path.basename)
-def test_every_config_loads(path):
-    config = load_config(path)
-    assert config.edit.num_inference_steps >= 1
 
 
 @pytest.mark.parametrize("changes, expected", [
