@@ -23,7 +23,7 @@ from shards.config_schema import (SINGLE_DIMENSION, TEMPLATE_FIELDS, CategoryPro
                                   DistributedConfig, EditConfig, EditSpeed, Environment, LoraAdapter, RunConfig,
                                   ScoreConfig, ServerConfig, ServerStart, SweepCheckpoint, SweepConfig)
 from shards.config_protocol import check_official_prompts, check_protocol_keys, judged_categories
-from shards.editors import FAMILIES, FAMILY_SETTINGS, family_problem
+from shards.editors import FAMILIES, check_family
 from shards.typed_data import ConfigError, build, quote, where
 from shards.typed_yaml import load_yaml, set_dotted
 
@@ -138,7 +138,7 @@ def _check(config: RunConfig) -> None:
             f"{where(src, 'edit.negative_prompt')}: required when true_cfg_scale > 1; without it the pipeline "
             "silently runs without CFG (use \" \" for an empty negative prompt)"
         )
-    _check_family(config)
+    check_family(config)
     positive = {"edit.samples_per_shard": edit.samples_per_shard, "score.batch_size": config.score.batch_size,
                 "score.max_new_tokens": config.score.max_new_tokens, "distributed.nproc_per_node": dist.nproc_per_node,
                 "distributed.timeout_s": dist.timeout_s, "distributed.rendezvous_timeout_s": dist.rendezvous_timeout_s}
@@ -149,35 +149,6 @@ def _check(config: RunConfig) -> None:
             raise ConfigError(f"{where(src, keypath)}: must be at least 1, got {value}")
     _check_categories(config)
     _check_server(config)
-
-
-def _check_family(config: RunConfig) -> None:
-    """The editor family's own rules: its settings only, its step and size limits, its speed options."""
-    src, edit = config.source, config.edit
-    family = FAMILIES[edit.pipeline]
-    if edit.num_inference_steps < family.min_steps:
-        raise ConfigError(f"{where(src, 'edit.num_inference_steps')}: must be at least {family.min_steps} for "
-                          f"{edit.pipeline} (fewer steps give NaN images with its scheduler)")
-    for key in FAMILY_SETTINGS:
-        problem = family_problem(edit.pipeline, key) if getattr(edit, key) is not None else None
-        if problem:
-            raise ConfigError(f"{where(src, 'edit.' + key)}: {problem}")
-    if "guidance_scale" in family.settings and edit.guidance_scale is None:
-        raise ConfigError(f"{where(src, 'edit.guidance_scale')}: required for {edit.pipeline}: its distilled "
-                          "guidance, an input of the transformer (the model card uses 2.5)")
-    for key in ("height", "width"):
-        value, step = getattr(edit, key), family.size_multiple
-        if value is not None and (value <= 0 or value % step):
-            raise ConfigError(f"{where(src, 'edit.' + key)}: must be a positive multiple of {step} for "
-                              f"{edit.pipeline}, got {value}")
-    positive = {"output_resolution": edit.output_resolution, "max_sequence_length": edit.max_sequence_length}
-    for key, value in positive.items():
-        if value is not None and value < 1:
-            raise ConfigError(f"{where(src, 'edit.' + key)}: must be at least 1, got {value}")
-    for option, value in dataclasses.asdict(edit.speed).items():
-        if value and option not in family.speed:
-            raise ConfigError(f"{where(src, 'edit.speed.' + option)}: does not apply to {edit.pipeline} (its "
-                              f"options: {', '.join(family.speed)})")
 
 
 def _check_server(config: RunConfig) -> None:
@@ -411,8 +382,8 @@ def _resolve_paths(config: RunConfig) -> RunConfig:
         config,
         output_dir=path(config.output_dir),
         dataset=dataclasses.replace(config.dataset, path=path(config.dataset.path)),
-        edit=dataclasses.replace(edit, env=env(edit.env, FAMILIES[edit.pipeline].extra), model=model(edit.model, edit.build_tiny),
-                                 lora=lora),
+        edit=dataclasses.replace(edit, env=env(edit.env, FAMILIES[edit.pipeline].extra),
+                                 model=model(edit.model, edit.build_tiny), lora=lora),
         score=dataclasses.replace(score, env=env(score.env, "score"), model=model(score.model, score.build_tiny),
                                   server=server),
     )

@@ -1,11 +1,14 @@
 """The editor families `edit.pipeline` names: each one's environment, the settings that exist only for some
-families, and its size rules. The config checks, the launcher (which environment to build) and the edit stage
-read them here. Standard library only.
+families, and its size rules; `check_family` holds a config to them. The config checks, the launcher (which
+environment to build) and the edit stage read them here. Standard library only.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+
+from shards.typed_data import ConfigError, where
 
 
 @dataclass(frozen=True)
@@ -60,3 +63,37 @@ def family_problem(pipeline: str, key: str) -> str | None:
     owners = ", ".join(f.pipeline for f in FAMILIES.values() if key in f.settings)
     hint = f"; did you mean '{nearest}'?" if nearest else ""
     return f"{pipeline} has no {key} ({what}: only {owners}){hint}"
+
+
+def check_family(config) -> None:
+    """The editor family's own rules for `config` (a RunConfig): its settings only, its step and size limits, its
+    speed options.
+
+    Raises:
+        ConfigError: naming the file, the key and, for another family's setting, the nearest valid key.
+    """
+    src, edit = config.source, config.edit
+    family = FAMILIES[edit.pipeline]
+    if edit.num_inference_steps < family.min_steps:
+        raise ConfigError(f"{where(src, 'edit.num_inference_steps')}: must be at least {family.min_steps} for "
+                          f"{edit.pipeline} (fewer steps give NaN images with its scheduler)")
+    for key in FAMILY_SETTINGS:
+        problem = family_problem(edit.pipeline, key) if getattr(edit, key) is not None else None
+        if problem:
+            raise ConfigError(f"{where(src, 'edit.' + key)}: {problem}")
+    if "guidance_scale" in family.settings and edit.guidance_scale is None:
+        raise ConfigError(f"{where(src, 'edit.guidance_scale')}: required for {edit.pipeline}: its distilled "
+                          "guidance, an input of the transformer (the model card uses 2.5)")
+    for key in ("height", "width"):
+        value, step = getattr(edit, key), family.size_multiple
+        if value is not None and (value <= 0 or value % step):
+            raise ConfigError(f"{where(src, 'edit.' + key)}: must be a positive multiple of {step} for "
+                              f"{edit.pipeline}, got {value}")
+    positive = {"output_resolution": edit.output_resolution, "max_sequence_length": edit.max_sequence_length}
+    for key, value in positive.items():
+        if value is not None and value < 1:
+            raise ConfigError(f"{where(src, 'edit.' + key)}: must be at least 1, got {value}")
+    for option, value in dataclasses.asdict(edit.speed).items():
+        if value and option not in family.speed:
+            raise ConfigError(f"{where(src, 'edit.speed.' + option)}: does not apply to {edit.pipeline} (its "
+                              f"options: {', '.join(family.speed)})")

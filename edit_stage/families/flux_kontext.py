@@ -28,18 +28,20 @@ def edit(pipe, cfg: EditConfig, image: Image.Image, prompt: str, generator, on_s
     return np.asarray(result.images[0], dtype=np.float32)
 
 
-def output_size(image: Image.Image, height: int | None, width: int | None, auto_resize: bool) -> tuple[int, int]:
+def output_size(image: Image.Image, height: int | None, width: int | None, auto_resize: bool,
+                resolutions: list[tuple[int, int]] | None = None) -> tuple[int, int]:
     """(height, width) of the edit: as configured, else the size the pipeline resizes the input to (the nearest of
-    Kontext's preferred resolutions by aspect ratio, or with `auto_resize` off its own size), as in BFL's reference
-    code, where the edit has its input's size. The pipeline's own default would be 1024x1024 whatever the input."""
-    from diffusers.pipelines.flux.pipeline_flux_kontext import PREFERRED_KONTEXT_RESOLUTIONS
-
+    Kontext's preferred (width, height) `resolutions` by aspect ratio, by default diffusers' list; or with
+    `auto_resize` off its own size), as in BFL's reference code, where the edit has its input's size. The
+    pipeline's own default would be 1024x1024 whatever the input."""
     if height is not None and width is not None:
         return height, width
+    if resolutions is None:
+        from diffusers.pipelines.flux.pipeline_flux_kontext import PREFERRED_KONTEXT_RESOLUTIONS as resolutions
     image_width, image_height = image.size
     if auto_resize:
         aspect = image_width / image_height
-        _, image_width, image_height = min((abs(aspect - w / h), w, h) for w, h in PREFERRED_KONTEXT_RESOLUTIONS)
+        _, image_width, image_height = min((abs(aspect - w / h), w, h) for w, h in resolutions)
     height = height or max(image_height // SIZE_MULTIPLE * SIZE_MULTIPLE, SIZE_MULTIPLE)
     width = width or max(image_width // SIZE_MULTIPLE * SIZE_MULTIPLE, SIZE_MULTIPLE)
     return height, width
