@@ -8,7 +8,8 @@ import os
 from typing import Any
 
 from score_stage.worker import original_problem
-from shards.config import RunConfig, judged_categories, prompt_fields
+from shards.config import RunConfig, judged_categories
+from shards.config_prompts import prompt_fields
 from shards.dataset import DatasetError, select_samples
 from shards.runtime.dist import DistState, map_in_parallel
 from shards.store import ShardError, shard_problem

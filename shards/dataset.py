@@ -272,7 +272,7 @@ def run_samples(config, *, allow_missing_images: bool = True) -> RunSamples:
     Raises:
         DatasetError: naming every bad line.
     """
-    from shards.config import prompt_fields
+    from shards.config_prompts import prompt_fields
 
     every = load_dataset(config.dataset.path, categories=prompt_fields(config),
                          allow_missing_images=allow_missing_images)

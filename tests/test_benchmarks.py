@@ -12,7 +12,8 @@ import yaml
 from PIL import Image
 
 from conftest import DEMO_CONFIG, REPO, absolute_demo_config, base_python
-from shards.config import load_config, prompt_fields
+from shards.config import load_config
+from shards.config_prompts import prompt_fields
 from shards.dataset import load_dataset, select_samples
 
 

@@ -257,7 +257,7 @@ def test_a_local_lora_that_does_not_exist_is_named(tmp_path):
 
 
 def test_a_samples_own_field_in_a_prompt_is_required_of_that_categorys_samples(tmp_path):
-    from shards.config import prompt_fields
+    from shards.config_prompts import prompt_fields
     from shards.dataset import DatasetError, load_dataset
 
     template = "Do {instruction}; the answer is {extra[answer]}. Score: X"

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from conftest import DEMO_CONFIG, REPO, write_config
-from shards.config import ConfigError, load_config, prompt_fields, to_dict
+from shards.config import ConfigError, load_config, to_dict
+from shards.config_prompts import prompt_fields
 from shards.config_protocol import judged_categories
 from shards.folder.identity import run_identity
 from shards.judge_prompts import JUDGE_PROMPTS, JudgePrompts, PromptSource, prompts_digest, to_json
