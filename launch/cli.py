@@ -29,7 +29,7 @@ from shards.folder.lock import acquire, new_run_id, release
 from shards.folder.records import ResumeError
 from shards.folder.seats import leave_seat, take_seat
 from shards.serving.vllm import ServerFailed, judge_server
-from shards.sweep import SweepRun, check_sweep_folder, run_folders, sweep_runs
+from shards.sweep import SweepRun, check_sweep_folder, checkpoint_arguments, run_folders, sweep_runs
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -235,7 +235,7 @@ def run_both(config, pythons: dict[str, str], args: argparse.Namespace, rendezvo
         jobs = []
         for i, (stage, python, only) in enumerate(stage_jobs(pythons, editors)):
             log_dir = os.path.join(logs, f"torchrun-{stage}-{node}-{stamp}" + (f"-{i}" if only else ""))
-            picked = ["--checkpoints", ",".join(only)] if only else []
+            picked = checkpoint_arguments(only) if only else []
             # Restarting the edit stage also removes the scores computed from its edits.
             restart = ["--restart"] if stage == args.restart else []
             follow = ["--follow-edits"] if stage == "score" and args.judge_gpus else []
