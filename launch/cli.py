@@ -174,8 +174,7 @@ def run(config, pythons: dict[str, str], args: argparse.Namespace, rendezvous: R
     try:
         run_both(config, pythons, args, rendezvous, run_id, editors)
         if config.sweep is not None:
-            write_sweep_report(config.output_dir, [one.name for one in sweep_runs(config, overrides_from_args(args))],
-                               config.sweep.base)
+            write_sweep_report(config.output_dir, swept(editors), config.sweep.base)
     except (StageFailed, ServerFailed, SweepError) as e:
         print(f"\n[launch] error: {e}", file=sys.stderr, flush=True)
         return 1
@@ -234,7 +233,8 @@ def run_both(config, pythons: dict[str, str], args: argparse.Namespace, rendezvo
     with open(os.path.join(logs, f"launch-{node}-{stamp}.log"), "ab") as log_file, contextlib.ExitStack() as here:
         jobs = []
         for i, (stage, python, only) in enumerate(stage_jobs(pythons, editors)):
-            log_dir = os.path.join(logs, f"torchrun-{stage}-{node}-{stamp}" + (f"-{i}" if only else ""))
+            several = stage == "edit" and len(editors) > 1     # one edit job per editor environment
+            log_dir = os.path.join(logs, f"torchrun-{stage}-{node}-{stamp}" + (f"-{i}" if several else ""))
             picked = checkpoint_arguments(only) if only else []
             # Restarting the edit stage also removes the scores computed from its edits.
             restart = ["--restart"] if stage == args.restart else []
@@ -267,13 +267,18 @@ def run_both(config, pythons: dict[str, str], args: argparse.Namespace, rendezvo
 
 
 def stage_jobs(pythons: dict[str, str], editors: dict[str, list[str]]) -> list[tuple[str, str, list[str] | None]]:
-    """(stage, interpreter, the sweep's runs it does or None for all) of each job, in order: one edit job per
-    editor environment of a sweep (one if all share the stage's), then the score job."""
-    if len(editors) > 1:
-        edit = [("edit", python, names) for python, names in editors.items()]
-    else:
-        edit = [("edit", pythons["edit"], None)]
-    return edit + [("score", pythons["score"], None)]
+    """(stage, interpreter, the sweep's runs it does, None for a single run) of each job, in order: one edit job
+    per editor environment of a sweep, then the score job. Every job of a sweep is told its runs by name: a glob
+    that matches more by the time a stage starts (a training run saving checkpoints) must not add runs to it."""
+    if not editors:
+        return [("edit", pythons["edit"], None), ("score", pythons["score"], None)]
+    return [("edit", python, names) for python, names in editors.items()] + [("score", pythons["score"],
+                                                                              swept(editors))]
+
+
+def swept(editors: dict[str, list[str]]) -> list[str]:
+    """The names of a sweep's runs, as the launcher expanded them once (`editor_environments`)."""
+    return [name for names in editors.values() for name in names]
 
 
 def ensure_tiny_judge(config, python: str) -> None:
