@@ -3,8 +3,8 @@ each stage whole, whatever they hold, and a stage does those runs and no others.
 
 import pytest
 
-from conftest import write_config
-from shards.config import load_config
+from conftest import write_config, write_lora_file
+from shards.config import ConfigError, load_config
 from shards.sweep import chosen_runs, sweep_runs
 
 
@@ -13,7 +13,7 @@ def _two_adapters(tmp_path, names: list[str]) -> str:
     for name in names:
         folder = tmp_path / "ckpt" / name
         folder.mkdir(parents=True)
-        (folder / "pytorch_lora_weights.safetensors").write_bytes(b"")
+        write_lora_file(folder / "pytorch_lora_weights.safetensors")
         checkpoints.append({"lora": str(folder)})
     return write_config(tmp_path, {"sweep": {"checkpoints": checkpoints}})
 
@@ -40,3 +40,21 @@ def test_every_stage_job_of_a_sweep_does_the_runs_the_launcher_expanded():
     two_envs = stage_jobs({"edit": "e", "score": "s"}, {"e": ["base"], "f": ["flux"]})
     assert two_envs == [("edit", "e", ["base"]), ("edit", "f", ["flux"]), ("score", "s", ["base", "flux"])]
     assert stage_jobs({"edit": "e", "score": "s"}, {}) == [("edit", "e", None), ("score", "s", None)]
+
+
+def _safetensors(header: bytes) -> bytes:
+    return len(header).to_bytes(8, "little") + header
+
+
+@pytest.mark.parametrize("content", [b"\x93NUMPY random bytes", b"", _safetensors(b"{}"), _safetensors(b"[1, 2]"),
+                                     _safetensors(b'{"foo.weight": {"dtype": "F32", "shape": []}}'),
+                                     _safetensors(b'{"a.lora_A.weight": {') + b"truncated"])
+def test_an_adapter_that_is_not_a_lora_is_refused_before_anything_runs_naming_its_checkpoint(tmp_path, content):
+    """Found when its turn in the edit queue came, it failed the edit stage after hours, every rerun alike, and the
+    checkpoints after it were never edited."""
+    config = _two_adapters(tmp_path, ["step-100", "step-200", "step-300"])
+    bad = tmp_path / "ckpt" / "step-200" / "pytorch_lora_weights.safetensors"
+    bad.write_bytes(content)
+    with pytest.raises(ConfigError, match=r"sweep checkpoint 'step-200': .*edit\.lora\[0\]\.path: "
+                                          + f"{bad}: not a LoRA adapter"):
+        sweep_runs(load_config(config))
