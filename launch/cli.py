@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     # Without this, SIGTERM would end the launcher alone, and torchrun and its ranks (in a session of their own,
     # see start_job) would run on until they died of a broken pipe.
     signal.signal(signal.SIGTERM, raise_terminated)
+    run_id, taken = None, []           # a config refused before any folder is locked has nothing to release
     try:
         check_launch_args(args)
         overrides = overrides_from_args(args)
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                 say(message)
             taken.append(folder)
     except (ConfigError, DatasetError, ResumeError) as e:
-        for folder in taken if run_id else []:
+        for folder in taken:
             release(folder, run_id)
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2

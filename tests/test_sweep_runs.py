@@ -58,3 +58,12 @@ def test_an_adapter_that_is_not_a_lora_is_refused_before_anything_runs_naming_it
     with pytest.raises(ConfigError, match=r"sweep checkpoint 'step-200': .*edit\.lora\[0\]\.path: "
                                           + f"{bad}: not a LoRA adapter"):
         sweep_runs(load_config(config))
+
+
+@pytest.mark.parametrize("changes", [{"edit.nope": 1}, {"sweep": {"checkpoints": [{"lora": "/nowhere/step-*"}]}}])
+def test_the_launcher_names_a_config_error_found_before_it_locks_anything(tmp_path, capsys, changes):
+    from launch.cli import main
+
+    assert main(["--config", write_config(tmp_path, changes), "--output-dir", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and ("edit.nope" in error or "matches nothing" in error), error
