@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         if run_id and args.nnodes > 1:     # the run's lock lets every node in: a second copy of one is refused here
             take_seat(config.output_dir, run_id, args.node_rank, args.nnodes, say=say)
         for one in runs:
-            check_output_folder(one.config, args.restart, args.edits, samples, selected)
+            check_run_folder(one, args.restart, args.edits, samples, selected)
         pythons = prepare_environments(config)
         editors = editor_environments(runs, pythons) if config.sweep else {}
         return run(config, pythons, args, rendezvous, run_id, len(selected), len(samples), editors)
@@ -189,6 +189,19 @@ def run(config, pythons: dict[str, str], args: argparse.Namespace, rendezvous: R
         return 0
     print_summary(config.output_dir, "sweep" if config.sweep is not None else "report")
     return 0
+
+
+def check_run_folder(run: SweepRun, restart: str | None, edits: str | None, samples: list, selected: list) -> None:
+    """`check_output_folder` of a single run, or of one checkpoint of a sweep, whose refusal then says how to redo
+    that checkpoint alone: `--restart` would start every checkpoint of the sweep over."""
+    try:
+        check_output_folder(run.config, restart, edits, samples, selected)
+    except ResumeError as e:
+        if not run.name:
+            raise
+        raise ResumeError(f"{e}\nIn a sweep, --restart starts every checkpoint over: to redo checkpoint "
+                          f"'{run.name}' alone, remove its folder {run.config.output_dir} and run the sweep again "
+                          "(the other checkpoints keep their work).") from None
 
 
 def check_output_folder(config, restart: str | None, edits: str | None, samples: list, selected: list) -> None:

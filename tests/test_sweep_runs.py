@@ -67,3 +67,22 @@ def test_the_launcher_names_a_config_error_found_before_it_locks_anything(tmp_pa
     assert main(["--config", write_config(tmp_path, changes), "--output-dir", str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err
     assert error.startswith("error: ") and ("edit.nope" in error or "matches nothing" in error), error
+
+
+def test_a_changed_checkpoint_is_refused_with_how_to_redo_it_alone(tmp_path, capsys):
+    """--restart, the remedy a single run is told, would start every checkpoint of the sweep over."""
+    from launch.cli import main
+    from shards.config import load_config as load
+    from shards.folder.identity import run_identity
+    from shards.folder.records import begin_attempt
+
+    config = _two_adapters(tmp_path, ["step-100", "step-200"])
+    out = str(tmp_path / "out")
+    for run in sweep_runs(load(config, {"output_dir": out})):
+        identity = run_identity(run.config, "edit")
+        begin_attempt(run.config.output_dir, "edit", {**identity, "edit.seed": 7} if run.name == "step-200" else
+                      identity, world_size=1, done_before=0, to_do=0)
+    assert main(["--config", config, "--output-dir", out]) == 2
+    error = capsys.readouterr().err
+    assert f"{out}/step-200 holds edit work of a different run" in error
+    assert f"to redo checkpoint 'step-200' alone, remove its folder {out}/step-200" in error, error
