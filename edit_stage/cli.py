@@ -33,7 +33,7 @@ from shards.runtime.hub import fetch_once
 from shards.runtime.logs import EVERY_RANK, exit_on_input_error, progress, setup_logging
 from shards.runtime.nodes import check_nodes_agree
 from shards.store import ShardWriter
-from shards.sweep import SweepRun, check_sweep_folder, chosen_runs, run_folders, sweep_runs
+from shards.sweep import SweepRun, add_checkpoint_argument, check_sweep_folder, chosen_runs, run_folders, sweep_runs
 
 
 def ensure_tiny_pipeline(runs: list[SweepRun], state: DistState) -> None:
@@ -124,8 +124,7 @@ def fetched(config: RunConfig, state: DistState, log) -> EditConfig:
 
 def parse_args(argv: list[str] | None):
     parser = stage_argument_parser("edit_stage", __doc__.splitlines()[0])
-    parser.add_argument("--checkpoints", help="a sweep: only these of its runs, by name, comma-separated (the "
-                                              "launcher runs each editor environment's own)")
+    add_checkpoint_argument(parser)    # the launcher runs each editor environment's own
     return parser.parse_args(argv)
 
 

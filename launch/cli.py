@@ -29,7 +29,7 @@ from shards.folder.lock import acquire, new_run_id, release
 from shards.folder.records import ResumeError
 from shards.folder.seats import leave_seat, take_seat
 from shards.serving.vllm import ServerFailed, judge_server
-from shards.sweep import SweepRun, check_sweep_folder, run_folders, sweep_runs
+from shards.sweep import SweepRun, check_sweep_folder, checkpoint_arguments, run_folders, sweep_runs
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     # Without this, SIGTERM would end the launcher alone, and torchrun and its ranks (in a session of their own,
     # see start_job) would run on until they died of a broken pipe.
     signal.signal(signal.SIGTERM, raise_terminated)
+    run_id, taken = None, []           # a config refused before any folder is locked has nothing to release
     try:
         check_launch_args(args)
         overrides = overrides_from_args(args)
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                 say(message)
             taken.append(folder)
     except (ConfigError, DatasetError, ResumeError) as e:
-        for folder in taken if run_id else []:
+        for folder in taken:
             release(folder, run_id)
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         if run_id and args.nnodes > 1:     # the run's lock lets every node in: a second copy of one is refused here
             take_seat(config.output_dir, run_id, args.node_rank, args.nnodes, say=say)
         for one in runs:
-            check_output_folder(one.config, args.restart, args.edits, samples, selected)
+            check_run_folder(one, args.restart, args.edits, samples, selected)
         pythons = prepare_environments(config)
         editors = editor_environments(runs, pythons) if config.sweep else {}
         return run(config, pythons, args, rendezvous, run_id, len(selected), len(samples), editors)
@@ -174,8 +175,7 @@ def run(config, pythons: dict[str, str], args: argparse.Namespace, rendezvous: R
     try:
         run_both(config, pythons, args, rendezvous, run_id, editors)
         if config.sweep is not None:
-            write_sweep_report(config.output_dir, [one.name for one in sweep_runs(config, overrides_from_args(args))],
-                               config.sweep.base)
+            write_sweep_report(config.output_dir, swept(editors), config.sweep.base)
     except (StageFailed, ServerFailed, SweepError) as e:
         print(f"\n[launch] error: {e}", file=sys.stderr, flush=True)
         return 1
@@ -189,6 +189,19 @@ def run(config, pythons: dict[str, str], args: argparse.Namespace, rendezvous: R
         return 0
     print_summary(config.output_dir, "sweep" if config.sweep is not None else "report")
     return 0
+
+
+def check_run_folder(run: SweepRun, restart: str | None, edits: str | None, samples: list, selected: list) -> None:
+    """`check_output_folder` of a single run, or of one checkpoint of a sweep, whose refusal then says how to redo
+    that checkpoint alone: `--restart` would start every checkpoint of the sweep over."""
+    try:
+        check_output_folder(run.config, restart, edits, samples, selected)
+    except ResumeError as e:
+        if not run.name:
+            raise
+        raise ResumeError(f"{e}\nIn a sweep, --restart starts every checkpoint over: to redo checkpoint "
+                          f"'{run.name}' alone, remove its folder {run.config.output_dir} and run the sweep again "
+                          "(the other checkpoints keep their work).") from None
 
 
 def check_output_folder(config, restart: str | None, edits: str | None, samples: list, selected: list) -> None:
@@ -234,8 +247,9 @@ def run_both(config, pythons: dict[str, str], args: argparse.Namespace, rendezvo
     with open(os.path.join(logs, f"launch-{node}-{stamp}.log"), "ab") as log_file, contextlib.ExitStack() as here:
         jobs = []
         for i, (stage, python, only) in enumerate(stage_jobs(pythons, editors)):
-            log_dir = os.path.join(logs, f"torchrun-{stage}-{node}-{stamp}" + (f"-{i}" if only else ""))
-            picked = ["--checkpoints", ",".join(only)] if only else []
+            several = stage == "edit" and len(editors) > 1     # one edit job per editor environment
+            log_dir = os.path.join(logs, f"torchrun-{stage}-{node}-{stamp}" + (f"-{i}" if several else ""))
+            picked = checkpoint_arguments(only) if only else []
             # Restarting the edit stage also removes the scores computed from its edits.
             restart = ["--restart"] if stage == args.restart else []
             follow = ["--follow-edits"] if stage == "score" and args.judge_gpus else []
@@ -267,13 +281,18 @@ def run_both(config, pythons: dict[str, str], args: argparse.Namespace, rendezvo
 
 
 def stage_jobs(pythons: dict[str, str], editors: dict[str, list[str]]) -> list[tuple[str, str, list[str] | None]]:
-    """(stage, interpreter, the sweep's runs it does or None for all) of each job, in order: one edit job per
-    editor environment of a sweep (one if all share the stage's), then the score job."""
-    if len(editors) > 1:
-        edit = [("edit", python, names) for python, names in editors.items()]
-    else:
-        edit = [("edit", pythons["edit"], None)]
-    return edit + [("score", pythons["score"], None)]
+    """(stage, interpreter, the sweep's runs it does, None for a single run) of each job, in order: one edit job
+    per editor environment of a sweep, then the score job. Every job of a sweep is told its runs by name: a glob
+    that matches more by the time a stage starts (a training run saving checkpoints) must not add runs to it."""
+    if not editors:
+        return [("edit", pythons["edit"], None), ("score", pythons["score"], None)]
+    return [("edit", python, names) for python, names in editors.items()] + [("score", pythons["score"],
+                                                                              swept(editors))]
+
+
+def swept(editors: dict[str, list[str]]) -> list[str]:
+    """The names of a sweep's runs, as the launcher expanded them once (`editor_environments`)."""
+    return [name for names in editors.values() for name in names]
 
 
 def ensure_tiny_judge(config, python: str) -> None:

@@ -33,7 +33,7 @@ from shards.report.schema import REPORT_NAMES
 from shards.runtime.dist import DistState, WorkQueue, all_gather_json, barrier, finish, init_distributed, teardown
 from shards.runtime.logs import EVERY_RANK, exit_on_input_error, progress, setup_logging
 from shards.runtime.nodes import check_nodes_agree
-from shards.sweep import SweepRun, check_sweep_folder, chosen_runs, run_folders, sweep_runs
+from shards.sweep import SweepRun, add_checkpoint_argument, check_sweep_folder, chosen_runs, run_folders, sweep_runs
 
 
 def ensure_tiny_judge(config: RunConfig, state: DistState) -> None:
@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None):
     parser = stage_argument_parser("score_stage", __doc__.splitlines()[0])
     parser.add_argument("--follow-edits", action="store_true",
                         help="run beside the edit stage: judge each shard part as soon as it is recorded")
-    parser.add_argument("--checkpoints", help="a sweep: only these of its runs, by name, comma-separated")
+    add_checkpoint_argument(parser)
     return parser.parse_args(argv)
 
 

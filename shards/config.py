@@ -24,6 +24,7 @@ from shards.config_schema import (SINGLE_DIMENSION, TEMPLATE_FIELDS, CategoryPro
                                   DistributedConfig, EditConfig, EditSpeed, Environment, LoraAdapter, RunConfig,
                                   ScoreConfig, ServerConfig, ServerStart, SweepCheckpoint, SweepConfig)
 from shards.editors import FAMILIES, check_family
+from shards.files import safetensors_names
 from shards.typed_data import ConfigError, build, quote, where
 from shards.typed_yaml import load_yaml, set_dotted
 
@@ -217,6 +218,30 @@ def _check_lora(config: RunConfig) -> None:
         if adapter.weight_name and os.path.isdir(adapter.path) and \
                 not os.path.isfile(os.path.join(adapter.path, adapter.weight_name)):
             raise ConfigError(f"{at}.weight_name: {adapter.weight_name} is not in {adapter.path}")
+        problem = _not_a_lora(adapter)
+        if problem:
+            raise ConfigError(f"{at}.path: {problem}")
+
+
+def _not_a_lora(adapter: LoraAdapter) -> str | None:
+    """Why a local adapter's safetensors file is no LoRA (unreadable, not safetensors, no tensor named like a
+    LoRA's), found here rather than when the editor loads it, perhaps hours into a sweep; None when it may be."""
+    weights = adapter.path
+    if os.path.isdir(weights):
+        found = [n for n in os.listdir(weights) if n.endswith(".safetensors")]
+        name = adapter.weight_name or ("pytorch_lora_weights.safetensors" if "pytorch_lora_weights.safetensors"
+                                       in found else found[0] if len(found) == 1 else None)
+        weights = os.path.join(weights, name) if name else None
+    if weights is None or not weights.endswith(".safetensors"):
+        return None                                     # diffusers picks among several, or reads another format
+    try:
+        names = safetensors_names(weights)
+    except (OSError, ValueError) as e:
+        return f"{weights}: not a LoRA adapter: {e}"
+    if not any("lora" in name.lower() for name in names):
+        shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+        return f"{weights}: not a LoRA adapter: none of its {len(names)} tensors is a LoRA's ({shown or 'none'})"
+    return None
 
 
 def environment_name(extras: list[str], torch_index: str | None) -> str:

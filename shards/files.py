@@ -66,3 +66,30 @@ def sha256_file(path: str) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+SAFETENSORS_HEADER_MAX = 100 << 20     # the safetensors library refuses a longer header too
+
+
+def safetensors_names(path: str) -> list[str]:
+    """The tensor names a safetensors file's header lists, read without a tensor library (the launcher's checks).
+
+    Raises:
+        ValueError: saying why the file is not a safetensors file.
+        OSError: for a file that cannot be read.
+    """
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        prefix = f.read(8)
+        if len(prefix) < 8:
+            raise ValueError(f"{size} bytes, shorter than a safetensors header")
+        length = int.from_bytes(prefix, "little")
+        if length > min(size - 8, SAFETENSORS_HEADER_MAX):
+            raise ValueError(f"its header's length ({length} bytes) runs past the file's end ({size} bytes)")
+        try:
+            header = json.loads(f.read(length))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise ValueError("its header is not JSON") from None
+    if not isinstance(header, dict):
+        raise ValueError("its header is not a JSON object")
+    return [name for name in header if name != "__metadata__"]

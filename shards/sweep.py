@@ -141,15 +141,31 @@ def _check_name(name: str, source: str) -> None:
                           "folder: give the entry another `name`")
 
 
-def chosen_runs(runs: list[SweepRun], names: str | None) -> list[SweepRun]:
-    """The runs `--checkpoints` names (all without it)."""
+def add_checkpoint_argument(parser) -> None:
+    """A stage's `--checkpoint NAME`, repeated: the sweep's runs it does. One name a flag, since a name may hold
+    any character a folder's may (a comma too)."""
+    parser.add_argument("--checkpoint", dest="checkpoints", action="append", metavar="NAME",
+                        help="a sweep: only this of its runs, by name; repeat it for several (the launcher names "
+                             "the runs it expanded the sweep to)")
+
+
+def checkpoint_arguments(names: list[str]) -> list[str]:
+    """The stage arguments that choose these runs (`add_checkpoint_argument`)."""
+    return [arg for name in names for arg in ("--checkpoint", name)]
+
+
+def chosen_runs(runs: list[SweepRun], names: list[str] | None) -> list[SweepRun]:
+    """The runs `--checkpoint` names (all without it).
+
+    Raises:
+        ConfigError: naming each name the sweep has no run of.
+    """
     if names is None:
         return runs
-    wanted = [n for n in names.split(",") if n]
-    unknown = [n for n in wanted if n not in {run.name for run in runs}]
+    unknown = [n for n in names if n not in {run.name for run in runs}]
     if unknown:
-        raise ConfigError(f"--checkpoints: the sweep has no checkpoint named {', '.join(map(repr, unknown))}")
-    return [run for run in runs if run.name in wanted]
+        raise ConfigError(f"--checkpoint: the sweep has no checkpoint named {', '.join(map(repr, unknown))}")
+    return [run for run in runs if run.name in names]
 
 
 def run_folders(config: RunConfig, runs: list[SweepRun]) -> list[str]:

@@ -46,6 +46,15 @@ def write_config(folder, changes: dict | None = None, drop: tuple[str, ...] = ()
     return path
 
 
+def write_lora_file(path) -> str:
+    """A safetensors file shaped like a LoRA adapter (one `lora_A` tensor), for checks that read its header only;
+    returns its path."""
+    header = json.dumps({"transformer.x.lora_A.weight": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}})
+    with open(path, "wb") as f:
+        f.write(len(header).to_bytes(8, "little") + header.encode() + b"\0" * 4)
+    return str(path)
+
+
 def _parent(data: dict, dotted: str) -> tuple[dict, str]:
     *parents, last = dotted.split(".")
     for key in parents:

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import REPO, absolute_demo_config, base_python, run_module, torchrun, write_config
+from conftest import REPO, absolute_demo_config, base_python, run_module, torchrun, write_config, write_lora_file
 from shards.config import ConfigError, load_config
 from shards.manifest import read_manifest
 from shards.sweep import check_sweep_folder, sweep_runs
@@ -136,9 +136,9 @@ def test_a_checkpoint_added_later_is_the_only_one_done(pythons, sweep, tmp_path)
 
 def test_sweep_names_are_refused_when_they_cannot_be_folders_or_collide(tmp_path):
     (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "x.safetensors").write_bytes(b"")
+    write_lora_file(tmp_path / "a" / "x.safetensors")
     (tmp_path / "b").mkdir()
-    (tmp_path / "b" / "x.safetensors").write_bytes(b"")
+    write_lora_file(tmp_path / "b" / "x.safetensors")
     cases = {
         "two checkpoints are named 'x'": [{"lora": str(tmp_path / "*" / "x.safetensors")}],
         "matches nothing": [{"lora": str(tmp_path / "none-*")}],
@@ -156,7 +156,7 @@ def test_sweep_names_are_refused_when_they_cannot_be_folders_or_collide(tmp_path
 def test_a_sweep_and_a_single_run_never_share_an_output_folder(tmp_path):
     lora = tmp_path / "a"
     lora.mkdir()
-    (lora / "pytorch_lora_weights.safetensors").write_bytes(b"")
+    write_lora_file(lora / "pytorch_lora_weights.safetensors")
     out = tmp_path / "out"
     (out / "progress").mkdir(parents=True)                           # a single run's folder
     swept = load_config(write_config(tmp_path, {"output_dir": str(out),
