@@ -22,6 +22,7 @@ from launch.envs import EnvError, describe_env, prepare_environments
 from launch.rollcall import roll_call
 from launch.stages import Rendezvous, StageFailed, run_jobs, start_job, torchrun_command
 from launch.sweep.report import SweepError, write_sweep_report
+from launch.sweep.runs import check_sweep_args, editor_environments, stage_jobs, swept
 from shards.config import REPO_ROOT, ConfigError, add_run_arguments, load_config, overrides_from_args, run_arguments
 from shards.dataset import DatasetError, run_samples
 from shards.events import CONSOLE_ENV, RUN_ID_ENV, STAGES, Terminated, raise_terminated
@@ -135,28 +136,6 @@ def check_launch_args(args: argparse.Namespace) -> None:
     if args.rdzv_id is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", args.rdzv_id):
         raise ConfigError(f"--rdzv-id {args.rdzv_id!r}: use 1 to 64 letters, digits, '.', '_' or '-', starting "
                           "with a letter or digit (a scheduler's job id, say)")
-
-
-def check_sweep_args(config, args: argparse.Namespace) -> None:
-    """What a sweep does not combine with (yet), refused before anything is written."""
-    if config.sweep is None:
-        return
-    for given, flag in ((args.edits, "--edits"), (args.judge_gpus, "--judge-gpus"), (args.nnodes > 1, "--nnodes")):
-        if given:
-            raise ConfigError(f"{flag}: not with a sweep (the config's `sweep:` section); run the sweep on one node, "
-                              "its stages one after the other")
-
-
-def editor_environments(runs: list[SweepRun], pythons: dict[str, str]) -> dict[str, list[str]]:
-    """A sweep's edit environments: each interpreter with the names of the runs it edits (editor families bring
-    environments of their own), built as a stage's are."""
-    found: dict[str, list[str]] = {}
-    for one in runs:
-        env = one.config.edit.env
-        python = pythons["edit"] if env == runs[0].config.edit.env else \
-            prepare_environments(one.config, ("edit",))["edit"]
-        found.setdefault(python, []).append(one.name)
-    return found
 
 
 def default_run_id(output_dir: str) -> str:
@@ -278,21 +257,6 @@ def run_both(config, pythons: dict[str, str], args: argparse.Namespace, rendezvo
         if jobs:
             for stage, seconds in run_jobs(jobs, console, log_file, config.distributed.stage_timeout_s).items():
                 print(f"[launch] {stage} stage done in {seconds:.1f}s", flush=True)
-
-
-def stage_jobs(pythons: dict[str, str], editors: dict[str, list[str]]) -> list[tuple[str, str, list[str] | None]]:
-    """(stage, interpreter, the sweep's runs it does, None for a single run) of each job, in order: one edit job
-    per editor environment of a sweep, then the score job. Every job of a sweep is told its runs by name: a glob
-    that matches more by the time a stage starts (a training run saving checkpoints) must not add runs to it."""
-    if not editors:
-        return [("edit", pythons["edit"], None), ("score", pythons["score"], None)]
-    return [("edit", python, names) for python, names in editors.items()] + [("score", pythons["score"],
-                                                                              swept(editors))]
-
-
-def swept(editors: dict[str, list[str]]) -> list[str]:
-    """The names of a sweep's runs, as the launcher expanded them once (`editor_environments`)."""
-    return [name for names in editors.values() for name in names]
 
 
 def ensure_tiny_judge(config, python: str) -> None:

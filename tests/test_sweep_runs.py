@@ -33,7 +33,7 @@ def test_a_stage_chooses_a_checkpoint_whose_name_holds_a_comma(tmp_path, stage):
 def test_every_stage_job_of_a_sweep_does_the_runs_the_launcher_expanded():
     """A training run still saving `ckpt/step-*` adds a match between the launcher's expansion and a stage's: the
     stage must not take it up (its folder is not locked, the edit stage did not edit it), nor the report."""
-    from launch.cli import stage_jobs
+    from launch.sweep.runs import stage_jobs
 
     one_env = stage_jobs({"edit": "e", "score": "s"}, {"e": ["base", "step-100"]})
     assert one_env == [("edit", "e", ["base", "step-100"]), ("score", "s", ["base", "step-100"])]
