@@ -254,25 +254,121 @@ def test_the_api_key_goes_in_the_request_and_nowhere_else(pythons, demo_run, ser
                 assert secret.encode() not in f.read(), os.path.join(folder, name)
 
 
-RISE_QUESTIONS = {"temporal_reasoning_1": ["consistency", "reasoning", "plausibility"],
-                  "causal_reasoning_2": ["consistency", "reasoning", "plausibility"],
-                  "logical_reasoning_3": ["consistency", "reasoning"]}
+# RISEBench's answers to the crafted copy, by sample and question: its format, "Final Score: N" after the judge's
+# reasoning, 1-5, the logical judgements 0/1. The quality prompt (judge3) is sent unformatted, so it names no
+# sample: every quality answer is the same 5. logical_reasoning_6's reasoning answer holds no score: it is unparsed.
+RISE_ANSWERS = {
+    "temporal_reasoning_1": {"prompt_consist": 5, "prompt_reasoning": 5},     # complete
+    "temporal_reasoning_4": {"prompt_consist": 4, "prompt_reasoning": 3},     # incomplete
+    "causal_reasoning_2": {"prompt_consist": 3, "prompt_reasoning": 1},       # R = 1: halved
+    "causal_reasoning_5": {"prompt_consist": 1, "prompt_reasoning": 1},       # halved below 1: floored at 1
+    "logical_reasoning_3": {"prompt_logical_cons": 1, "prompt_logical_img": 1},   # both judged 1: complete
+    "logical_reasoning_6": {"prompt_logical_cons": 1, "prompt_logical_img": "none"},  # unparsed
+    "logical_reasoning_7": {"prompt_logical_cons": 1, "prompt_logical_img": 0},   # R judged 0 (1): halved
+}
+QUALITY = 5
+# Each sample's (AC, R, VP) on 1-5 as RISEBench maps them (a logical 0/1 to 1/5), by hand.
+RISE_DIMENSIONS = {"temporal_reasoning_1": (5, 5, 5), "temporal_reasoning_4": (4, 3, 5),
+                   "causal_reasoning_2": (3, 1, 5), "causal_reasoning_5": (1, 1, 5),
+                   "logical_reasoning_3": (5, 5, None), "logical_reasoning_7": (5, 1, None)}
+RISE_QUESTIONS = {i: ["consistency", "reasoning"] + ([] if i.startswith("logical") else ["plausibility"])
+                  for i in RISE_ANSWERS}
+
+
+def more_rise_samples(source) -> None:
+    """Four more samples in the crafted copy (two logical, with a reference image, as its third), so that each
+    category has a complete or halved sample beside another."""
+    from test_benchmarks import _png
+
+    index = os.path.join(str(source), "data", "data_total.json")
+    with open(index, encoding="utf-8") as f:
+        samples = json.load(f)
+    for category, n in (("temporal_reasoning", 4), ("causal_reasoning", 5), ("logical_reasoning", 6),
+                        ("logical_reasoning", 7)):
+        image = f"{category}_images/{n}.png"
+        _png(os.path.join(str(source), "data", image), (30 * n, 90, 20))
+        sample = {"index": f"{category}_{n}", "category": category, "instruction": f"Show {category} {n}.",
+                  "image": image}
+        if category == "logical_reasoning":
+            sample["reference_img"] = f"{category}_images/{n}_ref.png"
+            _png(os.path.join(str(source), "data", sample["reference_img"]), (0, 0, 255))
+        else:
+            sample["reference"] = f"the answer to {n}"
+        samples.append(sample)
+    with open(index, "w", encoding="utf-8") as f:
+        json.dump(samples, f)
+
+
+def rise_answer(request: dict) -> str | None:
+    """RISEBench's answer to a judge request of the run (None for the probe): the crafted prompts read
+    "Judge NAME: Show CATEGORY N.", the quality prompt "Judge prompt_generation: {instruct}" as it is."""
+    text = "\n".join(p["text"] for m in request["messages"] if isinstance(m["content"], list)
+                     for p in m["content"] if p["type"] == "text")
+    found = re.search(r"Judge (prompt_\w+): (?:Show (\w+?_reasoning) (\d+)\.)?", text)
+    if not found:
+        return None
+    if found[1] == "prompt_generation":
+        return f"The picture is sharp and coherent.\n**Final Score**: {QUALITY}"
+    score = RISE_ANSWERS[f"{found[2]}_{found[3]}"][found[1]]
+    return f"Judging the edit against the instruction.\nFinal Score: {score}"
+
+
+def rise_by_hand(ids: list[str]) -> tuple[list[float], list[bool]]:
+    """RISEBench's per-sample score (0.3 AC + 0.5 R + 0.2 VP, logical 0.3 AC + 0.7 R; halved, at least 1, when
+    R = 1) and completeness (every dimension 5) for `ids`."""
+    scores, complete = [], []
+    for i in ids:
+        ac, r, vp = RISE_DIMENSIONS[i]
+        score = 0.3 * ac + 0.7 * r if vp is None else 0.3 * ac + 0.5 * r + 0.2 * vp
+        scores.append(max(1.0, score / 2) if r == 1 else score)
+        complete.append(ac == 5 and r == 5 and vp in (5, None))
+    return scores, complete
+
+
+def assert_rise_table(table: dict) -> None:
+    """The main table against RISEBench's figures by hand: Accuracy = the share complete, Score-Origin the mean
+    score, Score % = 25 (mean - 1); over the scored samples only, each cell's n the samples it rests on."""
+    groups = {"Temporal": "temporal", "Causal": "causal", "Logical": "logical", "Overall": ""}
+    assert table["columns"] == list(groups) and table["left_out"] == 1
+    rows = {row["label"]: row["cells"] for row in table["rows"]}
+    assert list(rows) == ["Accuracy (%)", "Score (%)", "Score-Origin (1-5)"]
+    for column, (label, prefix) in enumerate(groups.items()):
+        scores, complete = rise_by_hand([i for i in RISE_DIMENSIONS if i.startswith(prefix)])
+        mean = sum(scores) / len(scores)
+        expected = {"Accuracy (%)": (100 * sum(complete) / len(complete), 1), "Score (%)": (25 * (mean - 1), 1),
+                    "Score-Origin (1-5)": (mean, 2)}
+        for row, (value, digits) in expected.items():
+            cell = rows[row][column]
+            assert cell["n"] == len(scores) and abs(cell["value"] - value) <= 0.5 * 10 ** -digits + 1e-9, \
+                (label, row, cell, value)
+
+
+def assert_rise_dimensions(table: dict) -> None:
+    """The dimensions' table: each dimension's mean over the scored samples judged on it, as Score % = 25 (m - 1)."""
+    at = {"Appearance Consistency": 0, "Instruction Reasoning": 1, "Visual Plausibility": 2}   # in RISE_DIMENSIONS
+    (row,) = table["rows"]
+    for name, cell in zip(table["columns"], row["cells"]):
+        values = [d[at[name]] for d in RISE_DIMENSIONS.values() if d[at[name]] is not None]
+        expected = 25 * (sum(values) / len(values) - 1)
+        assert cell["n"] == len(values) and abs(cell["value"] - expected) <= 0.05 + 1e-9, (name, cell, expected)
 
 
 def test_an_imported_risebench_copy_runs_end_to_end_under_its_official_protocol(pythons, server, tmp_path):
-    # A RISEBench-shaped copy with crafted prompts (tests/test_official_import.py), imported as a user would, then
-    # edited by the demo's tiny editor and judged by the served tiny judge through the launcher. Its answers are
-    # noise, so samples are unparsed; what is checked is that the copy's prompts are what the judge was asked, each
-    # sample got its own questions, and the report holds RISEBench's table and says which protocol made it.
+    # A RISEBench-shaped copy with crafted prompts (tests/test_official_import.py) and four samples more, imported
+    # as a user would, then edited by the demo's tiny editor and judged by the served tiny judge through the
+    # launcher. The proxy puts RISEBench-format answers with chosen scores in place of the random judge's text, so
+    # the report's RISEBench table can be checked against RISEBench's formulas by hand; and the copy's prompts are
+    # what the judge was asked, each sample got its own questions, and the report says which protocol made it.
     from test_official_import import copy_with_prompts
 
     source, _, prompts = copy_with_prompts("risebench", tmp_path)
+    more_rise_samples(source)
     data = tmp_path / "data"
     imported = run_module(pythons["score"], ["-m", "launch", "import-benchmark", "risebench", str(source),
                                              "--output", str(data)])
     assert imported.returncode == 0, imported.stdout + imported.stderr
     sent = []
-    proxy = FaultProxy(root(server))
+    proxy = FaultProxy(root(server), answer=rise_answer)
     original = proxy._forward
 
     def record(handler, body):
@@ -292,18 +388,36 @@ def test_an_imported_risebench_copy_runs_end_to_end_under_its_official_protocol(
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = report(out)
     assert {s["id"]: list(s["dimensions"]) for s in result["samples"]} == RISE_QUESTIONS
-    assert all(s["status"] in ("ok", "unparsed") for s in result["samples"])
-    # The crafted prompts read "Judge NAME: ...": each request names the one it asks.
+    # The crafted prompts read "Judge NAME: ...": each request names the one it asks, and each got its answer.
     asked = sorted(re.findall(r"Judge (prompt_\w+):", "\n".join(sent)))
-    assert asked == sorted(2 * ["prompt_consist", "prompt_reasoning", "prompt_generation"] +
-                           ["prompt_logical_cons", "prompt_logical_img"])
+    assert asked == sorted(4 * ["prompt_consist", "prompt_reasoning", "prompt_generation"] +
+                           3 * ["prompt_logical_cons", "prompt_logical_img"])
+    assert len(proxy.rewritten) == len(asked)
+    # The tool's own per-sample scores: each dimension as answered, each sample's score RISEBench's.
+    samples = {s["id"]: s for s in result["samples"]}
+    by_hand = dict(zip(RISE_DIMENSIONS, rise_by_hand(list(RISE_DIMENSIONS))[0]))
+    assert samples.pop("logical_reasoning_6")["status"] == "unparsed"
+    assert sorted(samples) == sorted(RISE_DIMENSIONS)
+    for i, sample in samples.items():
+        assert sample["status"] == "ok", sample
+        dimensions = {d: sample["dimensions"][d]["score"] for d in ("consistency", "reasoning", "plausibility")
+                      if d in sample["dimensions"]}
+        assert tuple(dimensions.get(d) for d in ("consistency", "reasoning", "plausibility")) == RISE_DIMENSIONS[i]
+        assert abs(sample["score"] - by_hand[i]) <= 1e-9, (i, sample["score"])
     with open(prompts, "rb") as f:
         assert result["record"]["judging"]["official_prompts"]["sources"][0]["sha256"] == \
             hashlib.sha256(f.read()).hexdigest()
     official = result["official"]
     assert official["benchmark"] == "risebench" and [t["title"] for t in official["tables"]][0] == "RISEBench"
     assert official["tables"][0]["left_out"] == sum(s["status"] != "ok" for s in result["samples"])
+    assert_rise_table(official["tables"][0])
+    assert official["tables"][1]["columns"] == ["Instruction Reasoning", "Appearance Consistency",
+                                                "Visual Plausibility"]
+    assert_rise_dimensions(official["tables"][1])
     with open(os.path.join(out, "report.md"), encoding="utf-8") as f:
         page = f.read()
     assert "Protocol: official: risebench's own prompts, each sample's score its weighted score, 1-5" in page
-    assert "## Official protocol: risebench" in page and "| Accuracy (%) |" in page
+    # 1 of 2 temporal complete, 0 of 2 causal, 1 of 2 logical (the third unparsed): 2 of 6.
+    assert "## Official protocol: risebench" in page and \
+        "| Accuracy (%) | 50.0 (2) | 0.0 (2) | 50.0 (2) | 33.3 (6) |" in page
+    assert "Left out (no score): 1 sample(s)." in page

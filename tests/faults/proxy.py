@@ -1,7 +1,8 @@
 """A fault-injecting proxy in front of a real judge server: it forwards every request, except those its plan says
 to answer otherwise (a 429 with Retry-After, a 500, a hang past the client's timeout, an answer emptied or stripped
 of its logprobs), and counts what it was sent. It never stands in for the server: every answer it gives that is not
-a fault is the real server's.
+a fault is the real server's, or the real server's with its text rewritten by `answer`, for a test that needs the
+judge to have written a given score (the tiny random judge never writes one).
 """
 
 from __future__ import annotations
@@ -12,15 +13,20 @@ import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
 
 
 class FaultProxy:
     """`plan` maps the n-th chat-completion request (from 1) to a fault: "429", "500", "hang", "empty",
-    "filtered" (a content-filter block) or "no-logprobs"; `always` applies one to every request."""
+    "filtered" (a content-filter block) or "no-logprobs"; `always` applies one to every request. `answer`, given
+    a chat-completion request's body (parsed), returns the text to put in place of the server's answer, or None to
+    leave it: the request still goes to the server, and its answer (usage, finish reason) is kept but for the text.
+    Each request rewritten is in `rewritten` (its number, the new text)."""
 
-    def __init__(self, upstream: str, plan: dict[int, str] | None = None, always: str | None = None):
-        self.upstream, self.plan, self.always = upstream.rstrip("/"), dict(plan or {}), always
-        self.chats, self.faults, self.lock = 0, [], threading.Lock()
+    def __init__(self, upstream: str, plan: dict[int, str] | None = None, always: str | None = None,
+                 answer: Callable[[dict], str | None] | None = None):
+        self.upstream, self.plan, self.always, self.answer = upstream.rstrip("/"), dict(plan or {}), always, answer
+        self.chats, self.faults, self.rewritten, self.lock = 0, [], [], threading.Lock()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -42,10 +48,11 @@ class FaultProxy:
         self.server.server_close()
 
     def _forward(self, handler, body: bytes | None) -> None:
-        fault = None
+        fault, number = None, None
         if handler.path.endswith("/chat/completions"):
             with self.lock:
                 self.chats += 1
+                number = self.chats
                 fault = self.plan.get(self.chats, self.always)
                 if fault:
                     self.faults.append((self.chats, fault))
@@ -65,7 +72,20 @@ class FaultProxy:
             status, data = e.code, e.read()
         if fault in ("empty", "filtered", "no-logprobs") and status == 200:
             data = json.dumps(_spoil(json.loads(data), fault)).encode()
+        elif number is not None and self.answer and status == 200:
+            data = self._rewrite(number, json.loads(body), data)
         _reply(handler, status, data)
+
+    def _rewrite(self, number: int, request: dict, data: bytes) -> bytes:
+        text = self.answer(request)
+        if text is None:
+            return data
+        response = json.loads(data)
+        for choice in response.get("choices", []):
+            choice["message"]["content"] = text
+        with self.lock:
+            self.rewritten.append((number, text))
+        return json.dumps(response).encode()
 
 
 def _spoil(response: dict, fault: str) -> dict:
