@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config, overrides)
         runs = sweep_runs(config, overrides)
         check_sweep_args(config, args)
-        check_sweep_folder(config)
+        if not args.prepare_only:      # preparing reads and writes nothing in the output folder
+            check_sweep_folder(config)
         split_ranks(config.distributed.nproc_per_node, args.judge_gpus)
         found = run_samples(config, allow_missing_images=config.dataset.skip_unreadable_images)
         samples, selected = found.every, found.selected
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if run_id and args.nnodes > 1:     # the run's lock lets every node in: a second copy of one is refused here
             take_seat(config.output_dir, run_id, args.node_rank, args.nnodes, say=say)
-        for one in runs:
+        for one in runs if not args.prepare_only else []:
             check_run_folder(one, args.restart, args.edits, samples, selected)
         pythons = prepare_environments(config)
         editors = editor_environments(runs, pythons) if config.sweep else {}

@@ -217,3 +217,16 @@ def test_sigterm_to_the_launcher_stops_its_stages_and_the_work_stays_resumable(p
     with open(os.path.join(out, "report.json"), encoding="utf-8") as f:
         ids = [s["id"] for s in json.load(f)["samples"]]
     assert sorted(ids) == sorted(s.id for s in load_dataset(DEMO_DATASET)[:4])
+
+
+def test_preparing_the_environments_ignores_what_the_output_folder_holds(pythons, tmp_path):
+    # The README's test command prepares with the demo's config: an output folder left by another version's demo
+    # run (or anything else there) must not stop it, as it stops a run.
+    out = tmp_path / "old-demo"
+    (out / "progress").mkdir(parents=True)
+    (out / "progress" / "edit.json").write_text("not a record of this tool", encoding="utf-8")
+    command = ["-m", "launch", "--config", DEMO_CONFIG, "--output-dir", str(out)]
+    prepared = run_module(base_python(), command + ["--prepare-only"], timeout=600)
+    assert prepared.returncode == 0, prepared.stdout + prepared.stderr
+    refused = run_module(base_python(), command + ["--limit", "1"], timeout=600)
+    assert refused.returncode == 2 and "edit.json" in refused.stderr, refused.stderr
