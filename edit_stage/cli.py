@@ -20,7 +20,7 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from edit_stage.manifest import build_manifest, editor_record
 from edit_stage.plan import Plan, edited_entries, plan_run, resume_point
-from shards.config import EditConfig, RunConfig, load_config, overrides_from_args, stage_argument_parser
+from shards.config import EditConfig, RunConfig, stage_argument_parser
 from shards.dataset import Sample, derive_seed
 from shards.events import Terminated, sigterm_raises
 from shards.folder.identity import digest_cache, run_identity
@@ -33,7 +33,7 @@ from shards.runtime.hub import fetch_once
 from shards.runtime.logs import EVERY_RANK, exit_on_input_error, progress, setup_logging
 from shards.runtime.nodes import check_nodes_agree
 from shards.store import ShardWriter
-from shards.sweep import SweepRun, add_checkpoint_argument, check_sweep_folder, chosen_runs, run_folders, sweep_runs
+from shards.sweep import SweepRun, add_checkpoint_argument, run_folders, stage_runs
 
 
 def ensure_tiny_pipeline(runs: list[SweepRun], state: DistState) -> None:
@@ -135,10 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     args = parse_args(argv)
     with exit_on_input_error():
-        overrides = overrides_from_args(args)
-        config = load_config(args.config, overrides)
-        check_sweep_folder(config)
-        runs = chosen_runs(sweep_runs(config, overrides), args.checkpoints)
+        config, runs = stage_runs(args)
         works = [RunWork(run, plan_run(run.config, args.restart)) for run in runs]
         state = init_distributed(config.distributed.device, config.distributed.timeout_s)
     folders = run_folders(config, runs)

@@ -23,7 +23,7 @@ from score_stage.inputs import check_judged, selected_entries, verify_inputs_bef
 from score_stage.judges.server_answers import ServerError
 from score_stage.outputs import make_thumbnails, write_outputs
 from score_stage.worker import JudgeWorker, chunked, load_judge, recorded_judgements
-from shards.config import ConfigError, RunConfig, load_config, overrides_from_args, stage_argument_parser
+from shards.config import ConfigError, RunConfig, stage_argument_parser
 from shards.folder.identity import check_identity, check_resumable, run_identity
 from shards.folder.liveness import rank_dies_with_torchrun
 from shards.folder.lock import release, take_for_stage
@@ -33,7 +33,7 @@ from shards.report.schema import REPORT_NAMES
 from shards.runtime.dist import DistState, WorkQueue, all_gather_json, barrier, finish, init_distributed, teardown
 from shards.runtime.logs import EVERY_RANK, exit_on_input_error, progress, setup_logging
 from shards.runtime.nodes import check_nodes_agree
-from shards.sweep import SweepRun, add_checkpoint_argument, check_sweep_folder, chosen_runs, run_folders, sweep_runs
+from shards.sweep import SweepRun, add_checkpoint_argument, run_folders, stage_runs
 
 
 def ensure_tiny_judge(config: RunConfig, state: DistState) -> None:
@@ -89,10 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     args = parse_args(argv)
     with exit_on_input_error():
-        overrides = overrides_from_args(args)
-        config = load_config(args.config, overrides)
-        check_sweep_folder(config)
-        runs = chosen_runs(sweep_runs(config, overrides), args.checkpoints)
+        config, runs = stage_runs(args)
         if args.follow_edits and config.sweep is not None:
             raise ConfigError("--follow-edits: a sweep is judged after its edit stage, not beside it")
         inputs = [run_inputs(run, args.follow_edits, args.restart) for run in runs]

@@ -14,7 +14,7 @@ import os
 import unicodedata
 from typing import Any
 
-from shards.config import ConfigError, RunConfig, SweepCheckpoint, load_config
+from shards.config import ConfigError, RunConfig, SweepCheckpoint, load_config, overrides_from_args
 
 SWEEP_OUTPUTS = ("sweep.json", "sweep.md", "sweep.html")
 # What the sweep folder itself holds beside the runs' folders: no checkpoint may be named like them.
@@ -152,6 +152,16 @@ def add_checkpoint_argument(parser) -> None:
 def checkpoint_arguments(names: list[str]) -> list[str]:
     """The stage arguments that choose these runs (`add_checkpoint_argument`)."""
     return [arg for name in names for arg in ("--checkpoint", name)]
+
+
+def stage_runs(args) -> tuple[RunConfig, list[SweepRun]]:
+    """A stage's config, loaded with its command line's overrides, and the runs this stage job does: the one run,
+    or the sweep's runs its `--checkpoint` flags name (all without them). A sweep into a single run's folder, or
+    a single run into a sweep's, is refused first (`check_sweep_folder`)."""
+    overrides = overrides_from_args(args)
+    config = load_config(args.config, overrides)
+    check_sweep_folder(config)
+    return config, chosen_runs(sweep_runs(config, overrides), args.checkpoints)
 
 
 def chosen_runs(runs: list[SweepRun], names: list[str] | None) -> list[SweepRun]:
