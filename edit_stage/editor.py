@@ -46,8 +46,11 @@ class Editor:
         if self.cfg == cfg:
             return self.pipe
         start = time.perf_counter()
-        if self.pipe is None or _shape(self.cfg) != _shape(cfg) or not self._reload_changed(cfg, fingerprints_cache):
+        if self.pipe is None or _shape(self.cfg) != _shape(cfg):
             self._load(cfg)
+        elif self.cfg.model != cfg.model:       # its adapters are applied with its components
+            if not self._reload_changed(cfg, fingerprints_cache):
+                self._load(cfg)
         elif self.cfg.lora != cfg.lora:
             self._swap_adapters(cfg)
         self.cfg = cfg
@@ -63,10 +66,8 @@ class Editor:
         self.log.info("loaded the editor %s (%s)", cfg.model, cfg.pipeline)
 
     def _reload_changed(self, cfg: EditConfig, cache: str | None) -> bool:
-        """Load again the components whose files differ from the loaded model's; False if more than those
-        differ (then everything loads)."""
-        if cfg.model == self.cfg.model:
-            return True
+        """Load again the components whose files differ from the loaded model's, then apply `cfg`'s adapters;
+        False if more than those differ (then everything loads)."""
         weighted = family(cfg.pipeline).WEIGHTED
         old, new = _files_fingerprints(self.cfg.model, weighted, cache), _files_fingerprints(cfg.model, weighted, cache)
         if None in (old["rest"], new["rest"]) or old["rest"] != new["rest"]:
