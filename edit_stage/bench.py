@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from edit_stage.families import builds, family
+from edit_stage.families import builds, family, parameter_count
 from edit_stage.pipeline import edit_image, load_pipeline, to_uint8
 from edit_stage.speed import TOLERANCE, applied_options, apply_speed, options_for_device
 from shards.config import EditConfig, EditSpeed
@@ -72,7 +72,7 @@ def _build_only(args: argparse.Namespace) -> None:
     pipe = build.build_random(torch.device(args.device), DTYPES[args.dtype], args.layers)
     built = time.perf_counter() - start
     pipe.save_pretrained(args.checkpoint_dir, safe_serialization=True)
-    print(json.dumps({"parameters": build.parameter_count(pipe), "build_s": round(built, 2),
+    print(json.dumps({"parameters": parameter_count(pipe, args.pipeline), "build_s": round(built, 2),
                       "save_s": round(time.perf_counter() - start - built, 2)}))
 
 

@@ -89,8 +89,3 @@ def build_random_pipeline(device: torch.device, dtype: torch.dtype, layers: int 
         scheduler=FlowMatchEulerDiscreteScheduler.from_config(_config("scheduler", "scheduler_config.json")),
         vae=vae, text_encoder=text_encoder, tokenizer=slow_tokenizer, processor=processor, transformer=transformer)
 
-
-def parameter_count(pipe) -> dict[str, int]:
-    """Parameters per weighted component."""
-    return {name: sum(p.numel() for p in getattr(pipe, name).parameters())
-            for name in ("transformer", "text_encoder", "vae")}

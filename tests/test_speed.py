@@ -104,8 +104,9 @@ def test_the_benchmark_runs_on_cpu_at_real_width_and_its_fast_path_is_within_tol
 
 
 def test_the_full_size_architecture_has_the_published_parameter_counts(pythons):
-    code = ("import json, torch; from edit_stage.real_arch import build_random_pipeline, parameter_count; "
-            "print(json.dumps(parameter_count(build_random_pipeline(torch.device('meta'), torch.bfloat16))))")
+    code = ("import json, torch; from edit_stage.real_arch import build_random_pipeline; "
+            "from edit_stage.families import parameter_count; print(json.dumps(parameter_count("
+            "build_random_pipeline(torch.device('meta'), torch.bfloat16), 'QwenImageEditPlusPipeline')))")
     done = run_module(pythons["edit"], ["-c", code], timeout=600)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {

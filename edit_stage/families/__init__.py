@@ -8,8 +8,9 @@ the pipeline call that edits one image.
 Each module has `WEIGHTED` (the components loaded one by one straight onto the rank's device), `edit(pipe, cfg,
 image, prompt, generator, on_step_end)` (HWC float RGB pixels in [0, 1]), `model_card(height, width)` (the
 model card's call, for the benchmark's bare call) and `BUILDS`, the module that builds its random-weight versions
-(`build_tiny`, `build_tiny_lora`, `build_random`, `parameter_count`, `ARCH`: the demo, the tests and the
-benchmark). A module is imported only for its own family: the others' pipeline classes need another diffusers.
+(`build_tiny`, `build_tiny_lora`, `build_random`, `ARCH`: the demo, the tests and the benchmark; `parameter_count`
+counts a build's weights). A module is imported only for its own family: the others' pipeline classes need another
+diffusers.
 """
 
 from __future__ import annotations
@@ -29,3 +30,8 @@ def family(pipeline: str) -> ModuleType:
 def builds(pipeline: str) -> ModuleType:
     """The module that builds random-weight versions of `pipeline` (tiny, its LoRA, the real architecture)."""
     return importlib.import_module(family(pipeline).BUILDS)
+
+
+def parameter_count(pipe, pipeline: str) -> dict[str, int]:
+    """Parameters per weighted component (the family's `WEIGHTED`) of a pipeline of class `pipeline`."""
+    return {name: sum(p.numel() for p in getattr(pipe, name).parameters()) for name in family(pipeline).WEIGHTED}

@@ -162,11 +162,6 @@ def build_random(device: torch.device, dtype: torch.dtype, layers: int | None = 
         transformer=transformer)
 
 
-def parameter_count(pipe) -> dict[str, int]:
-    """Parameters per weighted component."""
-    return {name: sum(p.numel() for p in getattr(pipe, name).parameters())
-            for name in ("transformer", "text_encoder", "text_encoder_2", "vae")}
-
 
 def main(argv: list[str] | None = None) -> None:
     """CLI: python -m edit_stage.families.flux_kontext_build --output DIR [--seed N] [--lora-for PIPELINE]"""

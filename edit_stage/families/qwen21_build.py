@@ -149,11 +149,6 @@ def build_random(device: torch.device, dtype: torch.dtype, layers: int | None = 
         vae=vae, text_encoder=text_encoder, processor=_processor(tokenizer, released_floor), transformer=transformer)
 
 
-def parameter_count(pipe) -> dict[str, int]:
-    """Parameters per weighted component."""
-    return {name: sum(p.numel() for p in getattr(pipe, name).parameters())
-            for name in ("transformer", "text_encoder", "vae")}
-
 
 def main(argv: list[str] | None = None) -> None:
     """CLI: python -m edit_stage.families.qwen21_build --output DIR [--seed N] [--lora-for PIPELINE]"""
