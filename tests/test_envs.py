@@ -2,13 +2,15 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import zipfile
 
 import pytest
 
 from conftest import base_python, write_config
-from launch import envs, lockfiles
+from launch import lockfiles, venvs
 from launch.envs import prepare_environments
 from shards.config import load_config
 
@@ -46,8 +48,8 @@ def _working_venv(folder, requirements=None) -> str:
 
     stamp = {"python": version, "extras": [], "torch_index": None,
              "requirements": requirements or sorted(lockfiles.requirements_stamp([])["requirements"]),
-             "lock_sha256": envs.sha256_file(lockfiles.lock_path([], None))}
-    (folder / envs.STAMP_NAME).write_text(json.dumps(stamp))
+             "lock_sha256": venvs.sha256_file(lockfiles.lock_path([], None))}
+    (folder / venvs.STAMP_NAME).write_text(json.dumps(stamp))
     (folder / "ours.txt").write_text("installed packages live here")
     return python
 
@@ -56,15 +58,15 @@ def test_a_launcher_on_another_python_patch_version_reuses_the_environment(tmp_p
     python = _working_venv(tmp_path / "env")
     monkeypatch.setattr(sys, "version", "3.11.2 (main, Mar 13 2023, 12:18:29) [GCC 12.2.0]")
     _installs_fail(monkeypatch, tmp_path)
-    assert envs.ensure_venv(str(tmp_path / "env"), [], "edit") == python
+    assert venvs.ensure_venv(str(tmp_path / "env"), [], "edit") == python
     assert (tmp_path / "env" / "ours.txt").exists()
 
 
 def test_a_failed_rebuild_leaves_the_old_environment_working(tmp_path, monkeypatch):
     python = _working_venv(tmp_path / "env", requirements=["an-old-pin==1.0"])
     _installs_fail(monkeypatch, tmp_path)
-    with pytest.raises(envs.EnvError, match="the environment in use is left as it was"):
-        envs.ensure_venv(str(tmp_path / "env"), [], "edit")
+    with pytest.raises(venvs.EnvError, match="the environment in use is left as it was"):
+        venvs.ensure_venv(str(tmp_path / "env"), [], "edit")
     assert (tmp_path / "env" / "ours.txt").exists()
     assert subprocess.run([python, "-c", "print('ok')"], capture_output=True, text=True).stdout == "ok\n"
     assert sorted(os.listdir(tmp_path)) == ["env", "env.build-mutex", "impossible.txt", "locks"]   # no half-built replacement left
@@ -77,7 +79,7 @@ def test_every_environment_setting_is_checked_before_any_is_rebuilt(tmp_path, mo
     monkeypatch.delenv("CONDA_EXE", raising=False)
     config = load_config(write_config(tmp_path, {"edit.env": {"conda": "no-such-env"},
                                                  "score.env": {"venv": str(tmp_path / "score-env"), "extras": []}}))
-    with pytest.raises(envs.EnvError, match="edit.env.conda"):
+    with pytest.raises(venvs.EnvError, match="edit.env.conda"):
         prepare_environments(config)
     assert (tmp_path / "score-env" / "ours.txt").exists()
 
@@ -91,46 +93,98 @@ def test_a_rebuilt_environment_is_swapped_in_with_its_scripts_pointing_at_its_ow
             f.write(f"#!{python}\nimport sys\nprint(sys.prefix)\n")
         os.chmod(script, 0o755)
 
-    monkeypatch.setattr(envs, "_install", install)
-    python = envs.ensure_venv(str(tmp_path / "env"), [], "edit")
+    monkeypatch.setattr(venvs, "_install", install)
+    python = venvs.ensure_venv(str(tmp_path / "env"), [], "edit")
     assert python == str(tmp_path / "env" / "bin" / "python")
     assert sorted(os.listdir(tmp_path)) == ["env", "env.build-mutex", "locks"] and not (tmp_path / "env" / "ours.txt").exists()
     ran = subprocess.run([str(tmp_path / "env" / "bin" / "torchrun")], capture_output=True, text=True)
     assert ran.stdout.strip() == str(tmp_path / "env")
-    assert json.loads((tmp_path / "env" / envs.STAMP_NAME).read_text())["requirements"] == \
+    assert json.loads((tmp_path / "env" / venvs.STAMP_NAME).read_text())["requirements"] == \
         lockfiles.requirements_stamp([])["requirements"]
 
 
 def test_a_pytorch_index_for_older_drivers_is_passed_to_pip_and_recorded(tmp_path, monkeypatch):
     commands = []
-    monkeypatch.setattr(envs, "_run", lambda command, stage, folder: commands.append(command) or (
+    monkeypatch.setattr(venvs, "_run", lambda command, stage, folder: commands.append(command) or (
         subprocess.run(command, check=True) if "venv" in command else None))
-    monkeypatch.setattr(envs, "python_version", lambda python: "3.11.7")
+    monkeypatch.setattr(venvs, "python_version", lambda python: "3.11.7")
     index = "https://download.pytorch.org/whl/cu126"
-    envs.ensure_venv(str(tmp_path / "env"), [], "edit", torch_index=index)
+    venvs.ensure_venv(str(tmp_path / "env"), [], "edit", torch_index=index)
     from_lock, project = [c for c in commands if "pip" in c]
     assert from_lock[from_lock.index("--extra-index-url") + 1] == index and "--no-deps" in from_lock
     assert from_lock[from_lock.index("-r") + 1].endswith("base@cu126.txt") and "-e" in project
-    assert json.loads((tmp_path / "env" / envs.STAMP_NAME).read_text())["torch_index"] == index
+    assert json.loads((tmp_path / "env" / venvs.STAMP_NAME).read_text())["torch_index"] == index
     # Asked again for the same index, the environment is reused as it is.
     commands.clear()
-    envs.ensure_venv(str(tmp_path / "env"), [], "edit", torch_index=index)
+    venvs.ensure_venv(str(tmp_path / "env"), [], "edit", torch_index=index)
     assert commands == []
 
 
 def test_a_missing_stale_or_foreign_lock_is_refused_naming_the_command_that_makes_it(tmp_path, locks):
     os.remove(lockfiles.lock_path([], None))
-    with pytest.raises(envs.EnvError, match=r"no lock for extras \[\] .*python3 -m launch lock"):
-        envs.ensure_venv(str(tmp_path / "env"), [], "edit")
+    with pytest.raises(venvs.EnvError, match=r"no lock for extras \[\] .*python3 -m launch lock"):
+        venvs.ensure_venv(str(tmp_path / "env"), [], "edit")
     report = {"install": [{"metadata": {"name": "PyYAML", "version": "6.0.3"}}]}
     with open(lockfiles.lock_path([], None), "w") as f:
         f.write("\n".join(lockfiles.lock_lines(report, ["pyyaml>=5"], None)) + "\n")   # other requirements
-    with pytest.raises(envs.EnvError, match="older than the requirements in pyproject.toml"):
-        envs.ensure_venv(str(tmp_path / "env"), [], "edit")
+    with pytest.raises(venvs.EnvError, match="older than the requirements in pyproject.toml"):
+        venvs.ensure_venv(str(tmp_path / "env"), [], "edit")
     text = "\n".join(lockfiles.lock_lines(report, lockfiles.requirements_stamp([])["requirements"], None))
     with open(lockfiles.lock_path([], None), "w") as f:
         f.write(text.replace(lockfiles.interpreter_tag(), "python 3.9 linux aarch64"))
-    with pytest.raises(envs.EnvError, match="was made for python 3.9 linux aarch64"):
-        envs.ensure_venv(str(tmp_path / "env"), [], "edit")
+    with pytest.raises(venvs.EnvError, match="was made for python 3.9 linux aarch64"):
+        venvs.ensure_venv(str(tmp_path / "env"), [], "edit")
     assert not (tmp_path / "env").exists()
 
+
+
+def _wheel(folder, name: str, version: str, module: str) -> None:
+    """A pure-Python wheel of one module with a command of its name, made by hand (pip installs it offline from
+    `folder`); the command prints the interpreter's prefix."""
+    info = f"{name.replace('-', '_')}-{version}.dist-info"
+    with zipfile.ZipFile(folder / f"{name.replace('-', '_')}-{version}-py3-none-any.whl", "w") as whl:
+        whl.writestr(f"{module}/__init__.py", f"NAME = {name!r}\nimport sys\ndef main():\n    print(sys.prefix)\n")
+        whl.writestr(f"{info}/entry_points.txt", f"[console_scripts]\n{name}-cmd = {module}:main\n")
+        whl.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        whl.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        whl.writestr(f"{info}/RECORD", "")
+
+
+def test_environments_of_the_same_pytorch_pins_share_one_layer_which_is_repaired_when_deleted(tmp_path, monkeypatch):
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    for name, module in (("torch", "torch"), ("nvidia-fake", "nvidia_fake"), ("plain-pkg", "plain_pkg")):
+        _wheel(wheels, name, "0.0.1", module)
+    report = {"install": [{"metadata": {"name": n, "version": "0.0.1"}} for n in ("torch", "nvidia-fake", "plain-pkg")]}
+    with open(lockfiles.lock_path([], None), "w") as f:
+        f.write("\n".join(lockfiles.lock_lines(report, lockfiles.requirements_stamp([])["requirements"], None)) + "\n")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
+    installs = []
+    real_run = venvs._run
+
+    def run(command, stage, folder):                      # this project's own editable install is left out
+        if "-e" not in command:
+            real_run(command, stage, folder)
+        installs.append(command[command.index("-r") + 1] if "-r" in command else None)
+
+    monkeypatch.setattr(venvs, "_run", run)
+    code = "import torch, nvidia_fake, plain_pkg; print(torch.__file__, plain_pkg.__file__, sep='\\n')"
+    places = {}
+    for name in ("a", "b"):
+        python = venvs.ensure_venv(str(tmp_path / name), [], "edit")
+        places[name] = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    [layer] = [p for p in os.listdir(tmp_path) if p.startswith("torch-0.0.1-") and not p.endswith(".build-mutex")]
+    for name, (torch_file, plain_file) in places.items():
+        assert torch_file.startswith(str(tmp_path / layer) + os.sep)             # the layer's, read by both
+        assert plain_file.startswith(str(tmp_path / name) + os.sep)              # each venv's own
+    assert sum(1 for path in installs if path and path.endswith("pins.txt")) == 1
+    assert not [p for p in (tmp_path / layer).rglob("plain_pkg")] and not [p for p in (tmp_path / "a").rglob("nvidia_fake")]
+    for name in ("a", "b"):      # the layer's commands (torchrun, say) are the venv's, run by its interpreter
+        ran = subprocess.run([str(tmp_path / name / "bin" / "torch-cmd")], capture_output=True, text=True)
+        assert ran.stdout.strip() == str(tmp_path / name), ran.stderr
+    # A layer deleted (to free the disk, say) is built again for the next run, and the venvs read it as before.
+    shutil.rmtree(tmp_path / layer)
+    python = venvs.ensure_venv(str(tmp_path / "a"), [], "edit")
+    assert subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout.split() == places["a"]
+    assert sum(1 for path in installs if path and path.endswith("pins.txt")) == 2
