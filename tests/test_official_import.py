@@ -88,6 +88,18 @@ def test_a_gedit_scorer_without_the_prompt_file_is_refused_and_without_a_scorer_
     assert not os.path.exists(tmp_path / "out" / "judge_prompts.json")
 
 
+def test_a_copy_without_prompts_imported_over_one_with_them_leaves_no_prompts_of_the_first(tmp_path):
+    source, where, _ = copy_with_prompts("risebench", tmp_path)
+    assert _import("risebench", source, tmp_path / "out").returncode == 0
+    assert os.path.exists(tmp_path / "out" / "judge_prompts.json")
+    os.remove(os.path.join(where, SPECS["risebench"].places[0]))
+    os.remove(tmp_path / "out" / "benchmark.jsonl")                 # as the refusal to import over it says
+    done = _import("risebench", source, tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    assert "an earlier import's judge prompts: this copy ships none" in done.stdout
+    assert not os.path.exists(tmp_path / "out" / "judge_prompts.json")
+
+
 def test_imgedit_data_naming_its_edit_type_adjust_is_imported(tmp_path):
     source = COPIES["imgedit"](tmp_path / "src")
     index = os.path.join(source, "Benchmark", "Basic", "basic_edit.json")

@@ -72,6 +72,12 @@ def import_benchmark(name: str, source: str, output: str, images: str | None = N
     if prompts is not None:
         reading.notes.append(f"{len(prompts.prompts)} judge prompts of the official protocol (sha256 "
                              f"{prompts.sha256[:12]}) -> {write_prompts(prompts, output)}")
+    elif os.path.isfile(judge_prompts_path(path)):
+        # An earlier import's prompts would be taken for this copy's by an official run: the dataset beside them
+        # is this copy's now.
+        os.remove(judge_prompts_path(path))
+        reading.notes.append(f"removed {judge_prompts_path(path)}, an earlier import's judge prompts: this copy "
+                             "ships none")
     return path, reading
 
 
