@@ -24,6 +24,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 
 from launch.lockfiles import LockError, interpreter_tag, read_lock, requirements_stamp
@@ -75,6 +76,9 @@ def ensure_venv(folder: str, extras: list[str], stage: str, torch_index: str | N
         EnvError: if there is no current lock, or the build fails; an environment that was there is left in
             place, working as before.
     """
+    # Where it really is: a venv reached through a link (a worktree's `.envs/edit`) or a relative path is one venv,
+    # on the layer beside it, rebuilt in place; its scripts name its interpreter by an absolute path.
+    folder = os.path.realpath(folder)
     try:
         wanted = requirements_stamp(extras, torch_index)
         lockfile = read_lock(extras, wanted["requirements"], torch_index)
@@ -87,7 +91,7 @@ def ensure_venv(folder: str, extras: list[str], stage: str, torch_index: str | N
         ensure_layer(wanted["pytorch_layer"], layered, stage, torch_index)
     # Nodes of one run sharing the repository's folder build an environment once: the first builds, the others
     # wait on this mutex and then find it ready.
-    os.makedirs(os.path.dirname(os.path.abspath(folder)), exist_ok=True)
+    os.makedirs(os.path.dirname(folder), exist_ok=True)
     with open(folder + BUILD_MUTEX, "a") as mutex:
         fcntl.flock(mutex, fcntl.LOCK_EX)
         return _ensure_built(folder, extras, stage, wanted, lockfile)
@@ -149,8 +153,10 @@ def _build_at(folder: str, stage: str, install, wanted: dict) -> None:
         # The stamp is written last: a replacement without one is unfinished and is never swapped in.
         with open(os.path.join(staging, STAMP_NAME), "w", encoding="utf-8") as f:
             json.dump({**wanted, "python": python_version(python)}, f, indent=2)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(e, OSError):  # a full disk, say: the error of a file's close names neither it nor the venv
+            raise EnvError(f"{_failed(stage, folder)}: {e}") from None
         raise
     _swap(staging, folder)
 
@@ -197,8 +203,7 @@ def ensure_layer(layer: str, pins: list[str], stage: str, torch_index: str | Non
     with open(layer + BUILD_MUTEX, "a") as mutex:
         fcntl.flock(mutex, fcntl.LOCK_EX)
         _finish_interrupted_swap(layer)
-        stamp = _read_stamp(layer) or {}
-        if all(stamp.get(k) == v for k, v in wanted.items()):
+        if _layer_ready(layer, wanted, stage):
             return
         start = time.monotonic()
         print(f"[launch] {stage}: installing PyTorch ({len(pins)} packages: torch, torchvision, triton, nvidia-*) "
@@ -215,6 +220,37 @@ def ensure_layer(layer: str, pins: list[str], stage: str, torch_index: str | Non
         print(f"[launch] {stage}: PyTorch layer ready in {time.monotonic() - start:.0f}s", flush=True)
 
 
+def _layer_ready(layer: str, wanted: dict, stage: str) -> bool:
+    """Whether the layer was built from these pins and still has every file pip installed of them: a deletion to
+    free the disk that stopped part-way may have left its stamp."""
+    if any((_read_stamp(layer) or {}).get(k) != v for k, v in wanted.items()):
+        return False
+    site = sysconfig.get_path("purelib", "venv", {"base": layer, "platbase": layer})
+    found = {_normalised(d.metadata["Name"]): d for d in importlib.metadata.distributions(path=[site])}
+    for pin in wanted["pins"]:
+        gone = _gone(site, found, pin)
+        if gone:
+            print(f"[launch] {stage}: the PyTorch layer {layer} is incomplete: {gone}; building it again", flush=True)
+            return False
+    return True
+
+
+def _gone(site: str, found: dict, pin: str) -> str | None:
+    """What of the pinned package is missing from `site` (`found`: its distributions by name), or None. Compiled
+    .pyc files are not counted (a cleanup may remove them; Python writes them again)."""
+    name, version = pin.split("==")
+    dist = found.get(_normalised(name))
+    if dist is None or dist.version != version:
+        return f"{pin} is not installed"
+    gone = [str(f) for f in dist.files or [] if f.parts[0] != ".." and f.suffix != ".pyc"
+            and not os.path.exists(os.path.join(site, f))]
+    return f"{len(gone)} file(s) of {pin} are gone ({gone[0]}, ...)" if gone else None
+
+
+def _normalised(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _link_layer(python: str, layer: str, stage: str, folder: str) -> None:
     """Put the layer's site-packages on the venv's path, after its own (a `.pth` line), and its commands in the
     venv's bin."""
@@ -229,19 +265,37 @@ def _link_layer(python: str, layer: str, stage: str, folder: str) -> None:
         f.write(os.path.join(layer, relative) + "\n")
     # The layer's commands (torchrun, ...) run by the venv's interpreter from the venv's bin, as pip writes them.
     for dist in importlib.metadata.distributions(path=[os.path.join(layer, relative)]):
+        if not _LAYERED.match(f"{dist.metadata['Name']}=="):     # the layer venv's own pip, say
+            continue
         for entry in dist.entry_points.select(group="console_scripts"):
             script = os.path.join(os.path.dirname(python), entry.name)
+            if os.path.lexists(script):     # the venv's own comes first, as on its path; `python` is a link
+                print(f"[launch] {stage}: {folder} keeps its own bin/{entry.name}, not the PyTorch layer's "
+                      f"({dist.metadata['Name']}'s command)", flush=True)
+                continue
             with open(script, "w", encoding="utf-8") as f:
-                f.write(f"#!{python}\nimport sys\nfrom {entry.module} import {entry.attr.split('.')[0]}\n"
+                f.write(f"{_shebang(python)}import sys\nfrom {entry.module} import {entry.attr.split('.')[0]}\n"
                         f"if __name__ == '__main__':\n    sys.exit({entry.attr}())\n")
             os.chmod(script, 0o755)
+
+
+def _shebang(python: str) -> str:
+    """The first line(s) of a script run by `python`, as pip writes them: Linux reads a `#!` line up to its first
+    space and no further than 127 bytes, so a longer path or one with a space is run through /bin/sh."""
+    if " " not in python and len(f"#!{python}\n") <= 127:
+        return f"#!{python}\n"
+    return f"#!/bin/sh\n'''exec' \"{python}\" \"$0\" \"$@\"\n' '''\n"
 
 
 def _run(command: list[str], stage: str, folder: str) -> None:
     done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if done.returncode != 0:
-        kept = " (the environment in use is left as it was)" if os.path.isdir(folder) else ""
-        raise EnvError(f"{stage}: building {folder} failed{kept} at `{' '.join(command)}`:\n{done.stdout[-4000:]}")
+        raise EnvError(f"{_failed(stage, folder)} at `{' '.join(command)}`:\n{done.stdout[-4000:]}")
+
+
+def _failed(stage: str, folder: str) -> str:
+    kept = " (the environment in use is left as it was)" if os.path.isdir(folder) else ""
+    return f"{stage}: building {folder} failed{kept}"
 
 
 def _retarget(staging: str, folder: str) -> None:

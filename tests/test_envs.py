@@ -1,5 +1,6 @@
 """Stage environments: what a venv's stamp records, and that a rebuild never leaves a stage without a working one."""
 
+import errno
 import json
 import os
 import shutil
@@ -138,13 +139,15 @@ def test_a_missing_stale_or_foreign_lock_is_refused_naming_the_command_that_make
 
 
 
-def _wheel(folder, name: str, version: str, module: str) -> None:
-    """A pure-Python wheel of one module with a command of its name, made by hand (pip installs it offline from
-    `folder`); the command prints the interpreter's prefix."""
+def _wheel(folder, name: str, version: str, module: str, commands: dict | None = None) -> None:
+    """A pure-Python wheel of one module with a command of its name (or `commands`: name to entry point), made by
+    hand (pip installs it offline from `folder`); `main` and `Main.run` print the interpreter's prefix."""
     info = f"{name.replace('-', '_')}-{version}.dist-info"
+    commands = commands or {f"{name}-cmd": f"{module}:main"}
     with zipfile.ZipFile(folder / f"{name.replace('-', '_')}-{version}-py3-none-any.whl", "w") as whl:
-        whl.writestr(f"{module}/__init__.py", f"NAME = {name!r}\nimport sys\ndef main():\n    print(sys.prefix)\n")
-        whl.writestr(f"{info}/entry_points.txt", f"[console_scripts]\n{name}-cmd = {module}:main\n")
+        whl.writestr(f"{module}/__init__.py", f"NAME = {name!r}\nimport sys\ndef main():\n    print(sys.prefix)\n"
+                     "class Main:\n    run = staticmethod(main)\n")
+        whl.writestr(f"{info}/entry_points.txt", "[console_scripts]\n" + "".join(f"{k} = {v}\n" for k, v in commands.items()))
         whl.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
         whl.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
         whl.writestr(f"{info}/RECORD", "")
@@ -188,3 +191,82 @@ def test_environments_of_the_same_pytorch_pins_share_one_layer_which_is_repaired
     python = venvs.ensure_venv(str(tmp_path / "a"), [], "edit")
     assert subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout.split() == places["a"]
     assert sum(1 for path in installs if path and path.endswith("pins.txt")) == 2
+
+
+def _offline_lock(tmp_path, monkeypatch, commands: dict | None = None) -> list:
+    """The bare project's lock pinning torch (with `commands`) and a plain package, their wheels served offline, the
+    project's own editable install left out; returns the requirement files pip installed, in order."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    _wheel(wheels, "torch", "0.0.1", "torch", commands)
+    _wheel(wheels, "plain-pkg", "0.0.1", "plain_pkg")
+    report = {"install": [{"metadata": {"name": n, "version": "0.0.1"}} for n in ("torch", "plain-pkg")]}
+    with open(lockfiles.lock_path([], None), "w") as f:
+        f.write("\n".join(lockfiles.lock_lines(report, lockfiles.requirements_stamp([])["requirements"], None)) + "\n")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
+    installs, real_run = [], venvs._run
+
+    def run(command, stage, folder):
+        if "-e" not in command:
+            real_run(command, stage, folder)
+            installs.append(command[-1])
+
+    monkeypatch.setattr(venvs, "_run", run)
+    return installs
+
+
+def test_the_layers_commands_run_from_a_venv_whose_path_has_spaces_and_never_replace_its_own(tmp_path, monkeypatch,
+                                                                                               capsys):
+    _offline_lock(tmp_path, monkeypatch, {"torch-cmd": "torch:Main.run", "pip": "torch:main"})
+    folder = tmp_path / "a folder with spaces" / ("long-name" * 12)     # a shebang line over 127 bytes, too
+    venvs.ensure_venv(str(folder), [], "edit")
+    # Only the pinned packages' commands are the layer's (not those of the pip it was installed with), said once.
+    assert [line for line in capsys.readouterr().out.splitlines() if "keeps its own" in line] == [
+        f"[launch] edit: {folder} keeps its own bin/pip, not the PyTorch layer's (torch's command)"]
+    ran = subprocess.run([str(folder / "bin" / "torch-cmd")], capture_output=True, text=True)
+    assert ran.stdout.strip() == str(folder), ran.stderr
+    # The venv's own pip stays its pip (a layer's `python` would otherwise be written through the venv's link
+    # into the base interpreter).
+    ran = subprocess.run([str(folder / "bin" / "pip"), "--version"], capture_output=True, text=True)
+    assert ran.stdout.startswith("pip "), ran.stdout + ran.stderr
+
+
+def test_a_venv_reached_through_a_link_or_a_relative_path_is_one_venv_on_one_layer(tmp_path, monkeypatch):
+    installs = _offline_lock(tmp_path, monkeypatch)
+    (tmp_path / "shared").mkdir()
+    monkeypatch.chdir(tmp_path / "shared")
+    venvs.ensure_venv("env", [], "edit")
+    ran = subprocess.run([str(tmp_path / "shared" / "env" / "bin" / "torch-cmd")], capture_output=True, text=True,
+                         cwd="/")
+    assert ran.stdout.strip() == str(tmp_path / "shared" / "env"), ran.stderr
+    # A worktree's .envs/env links to the shared venv: it is used as it is, on the shared layer.
+    (tmp_path / "worktree" / ".envs").mkdir(parents=True)
+    os.symlink(tmp_path / "shared" / "env", tmp_path / "worktree" / ".envs" / "env")
+    count = len(installs)
+    venvs.ensure_venv(str(tmp_path / "worktree" / ".envs" / "env"), [], "edit")
+    assert len(installs) == count and os.listdir(tmp_path / "worktree" / ".envs") == ["env"]
+
+
+def test_a_layer_missing_some_of_its_files_is_built_again(tmp_path, monkeypatch):
+    installs = _offline_lock(tmp_path, monkeypatch)
+    python = venvs.ensure_venv(str(tmp_path / "env"), [], "edit")
+    [layer] = [p for p in tmp_path.iterdir() if p.name.startswith("torch-0.0.1-") and p.suffix != ".build-mutex"]
+    [package] = layer.glob("lib/python*/site-packages/torch")
+    shutil.rmtree(package)                  # an `rm -rf` of the layer stopped before it reached the stamp
+    venvs.ensure_venv(str(tmp_path / "env"), [], "edit")
+    assert subprocess.run([python, "-c", "import torch"], capture_output=True, text=True).returncode == 0
+    assert sum(1 for path in installs if path.endswith("pins.txt")) == 2
+
+
+def test_a_full_disk_while_building_names_the_environment_and_leaves_nothing_half_built(tmp_path, monkeypatch):
+    monkeypatch.setattr(venvs, "_run", lambda command, stage, folder: (
+        subprocess.run(command, check=True) if "venv" in command else None))
+
+    def disk_full(staging, folder):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))       # as a file's close reports it: no path
+
+    monkeypatch.setattr(venvs, "_retarget", disk_full)
+    with pytest.raises(venvs.EnvError, match=r"^edit: building \S+/env failed: \[Errno 28\] No space left"):
+        venvs.ensure_venv(str(tmp_path / "env"), [], "edit")
+    assert sorted(os.listdir(tmp_path)) == ["env.build-mutex", "locks"]
