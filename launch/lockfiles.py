@@ -82,15 +82,15 @@ def without_dependencies() -> list[str]:
     """The packages pyproject.toml says to install without their own dependency pins (normalised names)."""
     with open(os.path.join(REPO_ROOT, "pyproject.toml"), "rb") as f:
         tool = tomllib.load(f).get("tool", {}).get(PROJECT, {})
-    return [_normalised(name) for name in tool.get("install-without-dependencies", [])]
+    return [normalised(name) for name in tool.get("install-without-dependencies", [])]
 
 
-def _normalised(name: str) -> str:
+def normalised(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _requirement_name(requirement: str) -> str:
-    return _normalised(re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement).group(1))
+    return normalised(re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement).group(1))
 
 
 def make_lock(extras: list[str], requirements: list[str], torch_index: str | None) -> str:

@@ -8,26 +8,22 @@ release). When the requirements change, a replacement is built beside it and swa
 failed rebuild (an unreachable package index, say) leaves the working environment as it was.
 
 PyTorch and what comes with it (torch, torchvision, triton, the nvidia-* CUDA libraries: about 5.3 GB of the 5.8 GB
-of a stage's venv) is installed once, into a PyTorch layer beside the venvs (`torch-<version>-<key>`, keyed by
-those pins), which every venv whose lock pins the same ones reads through a `.pth` file in its site-packages, after
-its own packages.
+of a stage's venv) is installed once, into a PyTorch layer beside the venvs (`launch/pytorch_layer.py`), built here
+the way a venv is.
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import importlib.metadata
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
-import sysconfig
 import time
 
-from launch.lockfiles import LockError, interpreter_tag, read_lock, requirements_stamp
+from launch import pytorch_layer
+from launch.lockfiles import LockError, read_lock, requirements_stamp
 from shards.config import REPO_ROOT
 from shards.files import sha256_file
 
@@ -37,12 +33,6 @@ class EnvError(RuntimeError):
 
 
 STAMP_NAME = ".launch-requirements.json"
-
-
-LAYER_PTH = "pytorch-layer.pth"       # the line in a venv's site-packages that puts its PyTorch layer on sys.path
-
-
-_LAYERED = re.compile(r"^(torch|torchvision|triton|nvidia-[a-z0-9-]+)==", re.IGNORECASE)
 
 
 BUILDING = ".building"                # suffix of a replacement being built
@@ -85,8 +75,8 @@ def ensure_venv(folder: str, extras: list[str], stage: str, torch_index: str | N
     except LockError as e:
         raise EnvError(f"{stage}: {e}") from None
     wanted["lock_sha256"] = sha256_file(lockfile)
-    layered = layer_pins(lockfile)
-    wanted["pytorch_layer"] = layer_folder(folder, layered, torch_index) if layered else None
+    layered = pytorch_layer.layer_pins(lockfile)
+    wanted["pytorch_layer"] = pytorch_layer.layer_folder(folder, layered, torch_index) if layered else None
     if layered:                       # built (or repaired: deleted to free the disk, say) before the venv reads it
         ensure_layer(wanted["pytorch_layer"], layered, stage, torch_index)
     # Nodes of one run sharing the repository's folder build an environment once: the first builds, the others
@@ -133,7 +123,7 @@ def _build_beside(folder: str, extras: list[str], stage: str, wanted: dict, lock
 
     def install(python: str) -> None:
         if wanted.get("pytorch_layer"):
-            _link_layer(python, wanted["pytorch_layer"], stage, folder)
+            _link(python, wanted["pytorch_layer"], stage, folder)
         _install(python, spec, stage, folder, wanted["torch_index"], lock)
 
     _build_at(folder, stage, install, wanted)
@@ -169,7 +159,7 @@ def _install(python: str, spec: str, stage: str, folder: str, torch_index: str |
     index = ["--extra-index-url", torch_index] if torch_index else []
     with open(lock, encoding="utf-8") as f:
         lines = f.read().splitlines()
-    rest = [line for line in lines if not _LAYERED.match(line)]
+    rest = [line for line in lines if not pytorch_layer.LAYERED.match(line)]
     requirements = lock
     if rest != lines:
         requirements = os.path.join(os.path.dirname(os.path.dirname(python)), "lock-without-pytorch-layer.txt")
@@ -181,20 +171,6 @@ def _install(python: str, spec: str, stage: str, folder: str, torch_index: str |
     _run([*pip, "-e", spec], stage, folder)
 
 
-def layer_pins(lock: str) -> list[str]:
-    """The lines of `lock` that go into a PyTorch layer: torch, torchvision, triton and the nvidia-* libraries."""
-    with open(lock, encoding="utf-8") as f:
-        return sorted(line.strip() for line in f if _LAYERED.match(line.strip()))
-
-
-def layer_folder(folder: str, pins: list[str], torch_index: str | None) -> str:
-    """Where the layer of these pins lives: beside the venv `folder`, named by its torch version and a key of
-    the pins, the PyTorch index and the interpreter (venvs in one folder whose locks agree share it)."""
-    key = hashlib.sha256(json.dumps([pins, torch_index, interpreter_tag()]).encode()).hexdigest()[:12]
-    torch = next((pin.split("==")[1] for pin in pins if pin.lower().startswith("torch==")), "none")
-    return os.path.join(os.path.dirname(os.path.abspath(folder)), f"torch-{torch}-{key}")
-
-
 def ensure_layer(layer: str, pins: list[str], stage: str, torch_index: str | None) -> None:
     """Build the PyTorch layer at `layer` unless it is there and complete: a venv of its own, from these pins,
     built at `<layer>.building` and renamed into place when done (its stamp written last)."""
@@ -203,8 +179,11 @@ def ensure_layer(layer: str, pins: list[str], stage: str, torch_index: str | Non
     with open(layer + BUILD_MUTEX, "a") as mutex:
         fcntl.flock(mutex, fcntl.LOCK_EX)
         _finish_interrupted_swap(layer)
-        if _layer_ready(layer, wanted, stage):
-            return
+        if all((_read_stamp(layer) or {}).get(k) == v for k, v in wanted.items()):
+            gone = pytorch_layer.missing(layer, pins)
+            if gone is None:
+                return
+            print(f"[launch] {stage}: the PyTorch layer {layer} is incomplete: {gone}; building it again", flush=True)
         start = time.monotonic()
         print(f"[launch] {stage}: installing PyTorch ({len(pins)} packages: torch, torchvision, triton, nvidia-*) "
               f"into {layer}, shared by every environment of these pins; first use takes minutes", flush=True)
@@ -220,40 +199,8 @@ def ensure_layer(layer: str, pins: list[str], stage: str, torch_index: str | Non
         print(f"[launch] {stage}: PyTorch layer ready in {time.monotonic() - start:.0f}s", flush=True)
 
 
-def _layer_ready(layer: str, wanted: dict, stage: str) -> bool:
-    """Whether the layer was built from these pins and still has every file pip installed of them: a deletion to
-    free the disk that stopped part-way may have left its stamp."""
-    if any((_read_stamp(layer) or {}).get(k) != v for k, v in wanted.items()):
-        return False
-    site = sysconfig.get_path("purelib", "venv", {"base": layer, "platbase": layer})
-    found = {_normalised(d.metadata["Name"]): d for d in importlib.metadata.distributions(path=[site])}
-    for pin in wanted["pins"]:
-        gone = _gone(site, found, pin)
-        if gone:
-            print(f"[launch] {stage}: the PyTorch layer {layer} is incomplete: {gone}; building it again", flush=True)
-            return False
-    return True
-
-
-def _gone(site: str, found: dict, pin: str) -> str | None:
-    """What of the pinned package is missing from `site` (`found`: its distributions by name), or None. Compiled
-    .pyc files are not counted (a cleanup may remove them; Python writes them again)."""
-    name, version = pin.split("==")
-    dist = found.get(_normalised(name))
-    if dist is None or dist.version != version:
-        return f"{pin} is not installed"
-    gone = [str(f) for f in dist.files or [] if f.parts[0] != ".." and f.suffix != ".pyc"
-            and not os.path.exists(os.path.join(site, f))]
-    return f"{len(gone)} file(s) of {pin} are gone ({gone[0]}, ...)" if gone else None
-
-
-def _normalised(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def _link_layer(python: str, layer: str, stage: str, folder: str) -> None:
-    """Put the layer's site-packages on the venv's path, after its own (a `.pth` line), and its commands in the
-    venv's bin."""
+def _link(python: str, layer: str, stage: str, folder: str) -> None:
+    """Link the new venv whose interpreter is `python` to its PyTorch layer, asking it where its site-packages are."""
     code = ("import os, sys, sysconfig\n"
             "site = sysconfig.get_paths()['purelib']\n"
             "print(site, os.path.relpath(site, sys.prefix), sep='\\n')")
@@ -261,30 +208,9 @@ def _link_layer(python: str, layer: str, stage: str, folder: str) -> None:
     if done.returncode != 0:
         raise EnvError(f"{stage}: the new environment beside {folder} does not run: {done.stderr.strip()}")
     own, relative = done.stdout.splitlines()
-    with open(os.path.join(own, LAYER_PTH), "w", encoding="utf-8") as f:
-        f.write(os.path.join(layer, relative) + "\n")
-    # The layer's commands (torchrun, ...) run by the venv's interpreter from the venv's bin, as pip writes them.
-    for dist in importlib.metadata.distributions(path=[os.path.join(layer, relative)]):
-        if not _LAYERED.match(f"{dist.metadata['Name']}=="):     # the layer venv's own pip, say
-            continue
-        for entry in dist.entry_points.select(group="console_scripts"):
-            script = os.path.join(os.path.dirname(python), entry.name)
-            if os.path.lexists(script):     # the venv's own comes first, as on its path; `python` is a link
-                print(f"[launch] {stage}: {folder} keeps its own bin/{entry.name}, not the PyTorch layer's "
-                      f"({dist.metadata['Name']}'s command)", flush=True)
-                continue
-            with open(script, "w", encoding="utf-8") as f:
-                f.write(f"{_shebang(python)}import sys\nfrom {entry.module} import {entry.attr.split('.')[0]}\n"
-                        f"if __name__ == '__main__':\n    sys.exit({entry.attr}())\n")
-            os.chmod(script, 0o755)
-
-
-def _shebang(python: str) -> str:
-    """The first line(s) of a script run by `python`, as pip writes them: Linux reads a `#!` line up to its first
-    space and no further than 127 bytes, so a longer path or one with a space is run through /bin/sh."""
-    if " " not in python and len(f"#!{python}\n") <= 127:
-        return f"#!{python}\n"
-    return f"#!/bin/sh\n'''exec' \"{python}\" \"$0\" \"$@\"\n' '''\n"
+    for kept, package in pytorch_layer.link(python, own, relative, layer):
+        print(f"[launch] {stage}: {folder} keeps its own {kept}, not the PyTorch layer's ({package}'s command)",
+              flush=True)
 
 
 def _run(command: list[str], stage: str, folder: str) -> None:
