@@ -77,17 +77,16 @@ def ensure_venv(folder: str, extras: list[str], stage: str, torch_index: str | N
     wanted["lock_sha256"] = sha256_file(lockfile)
     layered = pytorch_layer.layer_pins(lockfile)
     wanted["pytorch_layer"] = pytorch_layer.layer_folder(folder, layered, torch_index) if layered else None
-    if layered:                       # built (or repaired: deleted to free the disk, say) before the venv reads it
-        ensure_layer(wanted["pytorch_layer"], layered, stage, torch_index)
     # Nodes of one run sharing the repository's folder build an environment once: the first builds, the others
     # wait on this mutex and then find it ready.
     os.makedirs(os.path.dirname(folder), exist_ok=True)
     with open(folder + BUILD_MUTEX, "a") as mutex:
         fcntl.flock(mutex, fcntl.LOCK_EX)
-        return _ensure_built(folder, extras, stage, wanted, lockfile)
+        return _ensure_built(folder, extras, stage, wanted, lockfile, layered)
 
 
-def _ensure_built(folder: str, extras: list[str], stage: str, wanted: dict, lockfile: str) -> str:
+def _ensure_built(folder: str, extras: list[str], stage: str, wanted: dict, lockfile: str,
+                  layered: list[str]) -> str:
     python = os.path.join(folder, "bin", "python")
     _finish_interrupted_swap(folder)
     stamp = _read_stamp(folder)
@@ -96,13 +95,15 @@ def _ensure_built(folder: str, extras: list[str], stage: str, wanted: dict, lock
         # interpreter that no longer runs, needs a rebuild.
         same_python = _minor(python_version(python)) == _minor(stamp.get("python"))
         if same_python and all(stamp.get(k) == v for k, v in wanted.items()):
+            if layered:               # repaired when it was deleted to free the disk, say
+                ensure_layer(wanted["pytorch_layer"], layered, stage, wanted["torch_index"])
             return python
         changed = {k for k, v in wanted.items() if stamp.get(k) != v}
         why = ("its interpreter no longer runs as it was built" if not same_python else
                f"it does not read the PyTorch layer {wanted['pytorch_layer']}" if changed == {"pytorch_layer"} else
                "requirements or lock changed")
         print(f"[launch] {stage}: {why} since {folder} was built; building a replacement beside it", flush=True)
-    _build_beside(folder, extras, stage, wanted, lockfile)
+    _build_beside(folder, extras, stage, wanted, lockfile, layered)
     return python
 
 
@@ -114,17 +115,19 @@ def _read_stamp(folder: str) -> dict | None:
         return None
 
 
-def _build_beside(folder: str, extras: list[str], stage: str, wanted: dict, lock: str) -> None:
-    """Build the venv from `lock` beside `folder`, on its PyTorch layer, then swap it in."""
+def _build_beside(folder: str, extras: list[str], stage: str, wanted: dict, lock: str, layered: list[str]) -> None:
+    """Build the venv from `lock` beside `folder`, on its PyTorch layer, then swap it in. The layer is waited
+    for (or built) only once the venv's own packages are in: venvs built side by side install theirs meanwhile."""
     start = time.monotonic()
     spec = f"{REPO_ROOT}[{','.join(extras)}]" if extras else REPO_ROOT
     print(f"[launch] {stage}: creating environment {folder} from {os.path.relpath(lock, REPO_ROOT)} "
           f"(pip install -e {spec}); first use takes minutes", flush=True)
 
     def install(python: str) -> None:
-        if wanted.get("pytorch_layer"):
-            _link(python, wanted["pytorch_layer"], stage, folder)
         _install(python, spec, stage, folder, wanted["torch_index"], lock)
+        if layered:
+            ensure_layer(wanted["pytorch_layer"], layered, stage, wanted["torch_index"])
+            _link(python, wanted["pytorch_layer"], stage, folder)
 
     _build_at(folder, stage, install, wanted)
     print(f"[launch] {stage}: environment ready in {time.monotonic() - start:.0f}s", flush=True)
