@@ -173,7 +173,9 @@ def _family_config(tmp_path, pipeline: str, **changes) -> str:
 
 
 @pytest.mark.slow
-def test_a_lora_changes_each_new_familys_images_and_a_resumed_run_keeps_them(family_demo, tf5_python, tmp_path):
+def test_a_lora_changes_each_new_familys_images_and_is_recorded(family_demo, tf5_python, tmp_path):
+    # Resuming is the same code for every family (a run of LoRA checkpoints killed mid-edit and resumed:
+    # tests/test_sweep.py): here each family's own adapter loading is what is checked.
     pipeline, base, done = family_demo
     assert done.returncode == 0, done.stdout + done.stderr
     model = read_manifest(base)["config"]["edit"]["model"]
@@ -183,15 +185,10 @@ def test_a_lora_changes_each_new_familys_images_and_a_resumed_run_keeps_them(fam
     config, out = _family_config(tmp_path, pipeline, **{"edit.lora": [{"path": lora, "scale": 0.8}]}), str(tmp_path / "o")
     first = torchrun(tf5_python, "edit_stage", 2, ["--config", config, "--output-dir", out, "--limit", "2"])
     assert first.returncode == 0, first.stdout + first.stderr
-    kept = {s["id"]: s["sha256"] for s in read_manifest(out)["samples"]}
-    again = torchrun(tf5_python, "edit_stage", 2, ["--config", config, "--output-dir", out, "--limit", "4"])
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert "2 already edited (verified), 0 failed to load, 2 to edit" in again.stdout + again.stderr
     manifest = read_manifest(out)
-    resumed = {s["id"]: s["sha256"] for s in manifest["samples"]}
-    assert len(resumed) == 4 and all(resumed[i] == sha for i, sha in kept.items())   # the first run's images kept
+    edited = {s["id"]: s["sha256"] for s in manifest["samples"]}
     plain = {s["id"]: s["sha256"] for s in read_manifest(base)["samples"]}
-    assert all(sha != plain[i] for i, sha in resumed.items())                         # the LoRA changed every image
+    assert len(edited) == 2 and all(sha != plain[i] for i, sha in edited.items())      # the LoRA changed every image
     (record,) = manifest["model"]["lora"]
     assert record["scale"] == 0.8 and len(record["sha256"]) == 64 and manifest["model"]["fuse_lora"] is True
 
