@@ -33,14 +33,8 @@ class EnvError(RuntimeError):
 
 
 STAMP_NAME = ".launch-requirements.json"
-
-
 BUILDING = ".building"                # suffix of a replacement being built
-
-
 REPLACED = ".replaced"                # and of the one it replaces, until it is removed
-
-
 BUILD_MUTEX = ".build-mutex"          # held while a venv is checked or built, so nodes sharing it build it once
 
 
