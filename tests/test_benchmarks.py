@@ -326,16 +326,37 @@ def _run_config(name, dataset, folder):
     return str(path)
 
 
+@pytest.fixture(scope="module")
+def benchmark_runs(pythons, demo_run, tmp_path_factory) -> dict:
+    """Each benchmark's copy imported, then run end to end by the launcher on the demo's tiny models (built by
+    `demo_run`): the four launches side by side, each on one rank, so that the machine's cores are shared instead
+    of idling while a rank starts. By name: (its folder, the launcher's exit status, its output)."""
+    started = {}
+    for name in COPIES:
+        folder = tmp_path_factory.mktemp(f"benchmark-{name}")
+        source, output = COPIES[name](str(folder / "source")), folder / "out"
+        imported = _import(name, source, output)
+        assert imported.returncode == 0, imported.stderr
+        config = _run_config(name, str(output / "benchmark.jsonl"), folder)
+        log = open(folder / "launch.log", "w+", encoding="utf-8")
+        started[name] = folder, log, subprocess.Popen([base_python(), "-m", "launch", "--config", config], cwd=REPO,
+                                                      env={**os.environ, "PYTHONPATH": REPO}, stdout=log,
+                                                      stderr=subprocess.STDOUT, text=True)
+    runs = {}
+    for name, (folder, log, proc) in started.items():
+        proc.wait(timeout=1500)
+        log.seek(0)
+        runs[name] = folder, proc.returncode, log.read()
+        log.close()
+    return runs
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(COPIES))
-def test_an_imported_benchmark_runs_end_to_end_on_the_demo_models(name, pythons, tmp_path):
-    source, output = COPIES[name](str(tmp_path / "source")), tmp_path / "out"
-    assert _import(name, source, output).returncode == 0
-    config = _run_config(name, str(output / "benchmark.jsonl"), tmp_path)
-    done = subprocess.run([base_python(), "-m", "launch", "--config", config], cwd=REPO,
-                          env={**os.environ, "PYTHONPATH": REPO}, capture_output=True, text=True, timeout=1500)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    with open(tmp_path / "run" / "report.json", encoding="utf-8") as f:
+def test_an_imported_benchmark_runs_end_to_end_on_the_demo_models(name, benchmark_runs):
+    folder, returncode, output = benchmark_runs[name]
+    assert returncode == 0, output[-6000:]
+    with open(folder / "run" / "report.json", encoding="utf-8") as f:
         report = json.load(f)
     categories, _ = EXPECTED[name]
     wanted = {i for i in categories if name != "gedit" or "/en/" in i}          # GEdit-Bench: English only
