@@ -45,9 +45,10 @@ def serve_python(pythons) -> str:
     return prepare_environments(load_config(SERVED))["serve"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def server(pythons, serve_python, tmp_path_factory):
-    """The URL of a vLLM server on the demo's tiny judge, for the whole session."""
+    """The URL of a vLLM server on the demo's tiny judge, for this module's tests: stopped after them, so that its
+    engine's polling (about an eighth of a core) and 4 GB leave the rest of the suite."""
     from launch.cli import ensure_tiny_judge
     from shards.serving.vllm import judge_server
 
