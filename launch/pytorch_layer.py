@@ -34,10 +34,15 @@ def layer_folder(folder: str, pins: list[str], torch_index: str | None) -> str:
     return os.path.join(os.path.dirname(os.path.abspath(folder)), f"torch-{torch}-{key}")
 
 
+def site_packages(prefix: str) -> str:
+    """The site-packages of the venv at `prefix` (the layer, or a stage's venv), made by this Python's `venv`."""
+    return sysconfig.get_path("purelib", "venv", {"base": prefix, "platbase": prefix})
+
+
 def missing(layer: str, pins: list[str]) -> str | None:
     """What of the pinned packages the layer no longer has (a deletion to free the disk that stopped part-way may
     have left its stamp), or None when it has every file pip installed of them."""
-    site = sysconfig.get_path("purelib", "venv", {"base": layer, "platbase": layer})
+    site = site_packages(layer)
     found = {normalised(d.metadata["Name"]): d for d in importlib.metadata.distributions(path=[site])}
     return next((gone for gone in (_gone(site, found, pin) for pin in pins) if gone), None)
 
@@ -54,15 +59,16 @@ def _gone(site: str, found: dict, pin: str) -> str | None:
     return f"{len(gone)} file(s) of {pin} are gone ({gone[0]}, ...)" if gone else None
 
 
-def link(python: str, own_site: str, relative_site: str, layer: str) -> list[tuple[str, str]]:
-    """Put the layer's site-packages on the path of the venv whose interpreter is `python` (its site-packages
-    `own_site`, `relative_site` below its prefix), after its own, and the layer's commands (torchrun, ...) in its
-    bin, run by its interpreter as pip writes them. Returns (file, package) of the commands the venv keeps its
-    own file of."""
-    with open(os.path.join(own_site, LAYER_PTH), "w", encoding="utf-8") as f:
-        f.write(os.path.join(layer, relative_site) + "\n")
+def link(python: str, layer: str) -> list[tuple[str, str]]:
+    """Put the layer's site-packages on the path of the venv whose interpreter is `python`, after its own, and the
+    layer's commands (torchrun, ...) in its bin, run by its interpreter as pip writes them. Returns (file, package)
+    of the commands the venv keeps its own file of."""
+    layer_site = site_packages(layer)
+    with open(os.path.join(site_packages(os.path.dirname(os.path.dirname(python))), LAYER_PTH), "w",
+              encoding="utf-8") as f:
+        f.write(layer_site + "\n")
     kept = []
-    for dist in importlib.metadata.distributions(path=[os.path.join(layer, relative_site)]):
+    for dist in importlib.metadata.distributions(path=[layer_site]):
         if not LAYERED.match(f"{dist.metadata['Name']}=="):     # the layer venv's own pip, say
             continue
         for entry in dist.entry_points.select(group="console_scripts"):

@@ -197,15 +197,8 @@ def ensure_layer(layer: str, pins: list[str], stage: str, torch_index: str | Non
 
 
 def _link(python: str, layer: str, stage: str, folder: str) -> None:
-    """Link the new venv whose interpreter is `python` to its PyTorch layer, asking it where its site-packages are."""
-    code = ("import os, sys, sysconfig\n"
-            "site = sysconfig.get_paths()['purelib']\n"
-            "print(site, os.path.relpath(site, sys.prefix), sep='\\n')")
-    done = subprocess.run([python, "-c", code], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise EnvError(f"{stage}: the new environment beside {folder} does not run: {done.stderr.strip()}")
-    own, relative = done.stdout.splitlines()
-    for kept, package in pytorch_layer.link(python, own, relative, layer):
+    """Link the new venv whose interpreter is `python` to its PyTorch layer."""
+    for kept, package in pytorch_layer.link(python, layer):
         print(f"[launch] {stage}: {folder} keeps its own {kept}, not the PyTorch layer's ({package}'s command)",
               flush=True)
 

@@ -154,24 +154,7 @@ def _wheel(folder, name: str, version: str, module: str, commands: dict | None =
 
 
 def test_environments_of_the_same_pytorch_pins_share_one_layer_which_is_repaired_when_deleted(tmp_path, monkeypatch):
-    wheels = tmp_path / "wheels"
-    wheels.mkdir()
-    for name, module in (("torch", "torch"), ("nvidia-fake", "nvidia_fake"), ("plain-pkg", "plain_pkg")):
-        _wheel(wheels, name, "0.0.1", module)
-    report = {"install": [{"metadata": {"name": n, "version": "0.0.1"}} for n in ("torch", "nvidia-fake", "plain-pkg")]}
-    with open(lockfiles.lock_path([], None), "w") as f:
-        f.write("\n".join(lockfiles.lock_lines(report, lockfiles.requirements_stamp([])["requirements"], None)) + "\n")
-    monkeypatch.setenv("PIP_NO_INDEX", "1")
-    monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
-    installs = []
-    real_run = venvs._run
-
-    def run(command, stage, folder):                      # this project's own editable install is left out
-        if "-e" not in command:
-            real_run(command, stage, folder)
-        installs.append(command[command.index("-r") + 1] if "-r" in command else None)
-
-    monkeypatch.setattr(venvs, "_run", run)
+    installs = _offline_lock(tmp_path, monkeypatch, more=(("nvidia-fake", "nvidia_fake"),))
     code = "import torch, nvidia_fake, plain_pkg; print(torch.__file__, plain_pkg.__file__, sep='\\n')"
     places = {}
     for name in ("a", "b"):
@@ -181,7 +164,7 @@ def test_environments_of_the_same_pytorch_pins_share_one_layer_which_is_repaired
     for name, (torch_file, plain_file) in places.items():
         assert torch_file.startswith(str(tmp_path / layer) + os.sep)             # the layer's, read by both
         assert plain_file.startswith(str(tmp_path / name) + os.sep)              # each venv's own
-    assert sum(1 for path in installs if path and path.endswith("pins.txt")) == 1
+    assert sum(1 for path in installs if path.endswith("pins.txt")) == 1
     assert not [p for p in (tmp_path / layer).rglob("plain_pkg")] and not [p for p in (tmp_path / "a").rglob("nvidia_fake")]
     for name in ("a", "b"):      # the layer's commands (torchrun, say) are the venv's, run by its interpreter
         ran = subprocess.run([str(tmp_path / name / "bin" / "torch-cmd")], capture_output=True, text=True)
@@ -190,17 +173,20 @@ def test_environments_of_the_same_pytorch_pins_share_one_layer_which_is_repaired
     shutil.rmtree(tmp_path / layer)
     python = venvs.ensure_venv(str(tmp_path / "a"), [], "edit")
     assert subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout.split() == places["a"]
-    assert sum(1 for path in installs if path and path.endswith("pins.txt")) == 2
+    assert sum(1 for path in installs if path.endswith("pins.txt")) == 2
 
 
-def _offline_lock(tmp_path, monkeypatch, commands: dict | None = None) -> list:
-    """The bare project's lock pinning torch (with `commands`) and a plain package, their wheels served offline, the
-    project's own editable install left out; returns the requirement files pip installed, in order."""
+def _offline_lock(tmp_path, monkeypatch, commands: dict | None = None, more: tuple = ()) -> list:
+    """The bare project's lock pinning torch (with `commands`), a plain package and `more` ((name, module), ...),
+    their wheels served offline, the project's own editable install left out; returns the last argument of every
+    command run (the requirement files pip installed), in order."""
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     _wheel(wheels, "torch", "0.0.1", "torch", commands)
-    _wheel(wheels, "plain-pkg", "0.0.1", "plain_pkg")
-    report = {"install": [{"metadata": {"name": n, "version": "0.0.1"}} for n in ("torch", "plain-pkg")]}
+    for name, module in (("plain-pkg", "plain_pkg"), *more):
+        _wheel(wheels, name, "0.0.1", module)
+    names = ("torch", "plain-pkg", *(name for name, _ in more))
+    report = {"install": [{"metadata": {"name": n, "version": "0.0.1"}} for n in names]}
     with open(lockfiles.lock_path([], None), "w") as f:
         f.write("\n".join(lockfiles.lock_lines(report, lockfiles.requirements_stamp([])["requirements"], None)) + "\n")
     monkeypatch.setenv("PIP_NO_INDEX", "1")
